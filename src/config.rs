@@ -1,0 +1,125 @@
+//! Command-line and environment configuration: every flag also reads `KAOS_<FLAG>`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// kaos: a thread-per-core Kafka chaos proxy.
+///
+/// Clients bootstrap on `--port-start`; every upstream broker with node id N is reachable through
+/// kaos on port `port-start + 1 + N`. Faults are switched on and off through the REST API on
+/// `--admin-addr`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kaos", version, about, long_about)]
+pub struct Config {
+    /// The real Kafka cluster: one or more HOST:PORT bootstrap addresses, comma-separated.
+    #[arg(
+        long,
+        env = "KAOS_BOOTSTRAP_SERVERS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub bootstrap_servers: Vec<String>,
+
+    /// The local address kaos listens on for Kafka clients.
+    #[arg(long, env = "KAOS_BIND_HOST", default_value = "127.0.0.1")]
+    pub bind_host: String,
+
+    /// The host name kaos tells clients to dial (in Metadata, FindCoordinator, ...).
+    /// Defaults to the bind host.
+    #[arg(long, env = "KAOS_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+
+    /// The bootstrap port. Broker node N is served on port-start + 1 + N.
+    #[arg(long, env = "KAOS_PORT_START", default_value_t = 6969)]
+    pub port_start: u16,
+
+    /// Address of the REST control plane (health, readiness, metrics, chaos rules).
+    #[arg(long, env = "KAOS_ADMIN_ADDR", default_value = "127.0.0.1:8888")]
+    pub admin_addr: SocketAddr,
+
+    /// Number of shards: one executor thread each, every one listening on every proxy port.
+    /// Defaults to the number of available cores.
+    #[arg(long, env = "KAOS_SHARDS")]
+    pub shards: Option<usize>,
+
+    /// Largest Kafka frame accepted in either direction; a larger one closes its connection.
+    #[arg(long, env = "KAOS_MAX_FRAME_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Most requests one client connection may have in flight; beyond it kaos stops reading
+    /// from that client until responses come back (backpressure).
+    #[arg(long, env = "KAOS_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// On SIGINT or SIGTERM, how long to let requests in flight finish before exiting
+    /// (for example 10s, 500ms, 1m).
+    #[arg(long, env = "KAOS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log verbosity: error, warn, info or debug.
+    #[arg(long, env = "KAOS_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug"])]
+    pub log_level: String,
+}
+
+impl Config {
+    pub fn advertised_host(&self) -> &str {
+        self.advertised_host.as_deref().unwrap_or(&self.bind_host)
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 10s or 500ms"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        other => Err(format!(
+            "unknown duration unit '{other}' (use ms, s, m or h)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn advertised_host_defaults_to_bind_host() {
+        let config = Config::parse_from([
+            "kaos",
+            "--bootstrap-servers",
+            "a:1,b:2",
+            "--bind-host",
+            "127.0.0.9",
+        ]);
+        assert_eq!(config.bootstrap_servers, vec!["a:1", "b:2"]);
+        assert_eq!(config.advertised_host(), "127.0.0.9");
+    }
+}

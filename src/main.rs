@@ -1,0 +1,97 @@
+//! Starts the shards, the control thread and the cluster watcher, then waits for SIGINT or
+//! SIGTERM and drains.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use kaos::config::Config;
+use kaos::shared::Shared;
+use kaos::{cluster, control, error, info, shard};
+
+/// glommio registers this much memory for file I/O per shard; kaos does none, and the
+/// locked-memory limit is often small (8 MiB), so keep it tiny.
+const IO_MEMORY: usize = 128 * 1024;
+
+fn main() -> ExitCode {
+    let config = Arc::new(Config::parse());
+    kaos::log::set_level(&config.log_level);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            error!("{why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Arc<Config>) -> Result<(), String> {
+    let shards = config.shard_count();
+    let shared = Arc::new(Shared::new(shards));
+    let signalled = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, signalled.clone()).map_err(|e| e.to_string())?;
+    }
+
+    let control = control::spawn(config.admin_addr, shared.clone())?;
+    let watcher = cluster::spawn_watcher(config.bootstrap_servers.clone(), shared.clone())
+        .map_err(|e| e.to_string())?;
+
+    let running = Arc::new(AtomicUsize::new(shards));
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut executors = Vec::with_capacity(shards);
+    for id in 0..shards {
+        let (config, shared, running, failed) = (
+            config.clone(),
+            shared.clone(),
+            running.clone(),
+            failed.clone(),
+        );
+        let builder = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("shard-{id}"))
+            .io_memory(IO_MEMORY);
+        let handle = builder
+            .spawn(move || async move {
+                if let Err(why) = shard::run(id, config, shared.clone()).await {
+                    error!("shard {id} stopped: {why}");
+                    failed.store(true, Ordering::Relaxed);
+                    shared.shutting_down.store(true, Ordering::Relaxed);
+                }
+                running.fetch_sub(1, Ordering::Relaxed);
+            })
+            .map_err(|e| format!("cannot start shard {id}: {e}"))?;
+        executors.push(handle);
+    }
+    info!(
+        "kaos proxying {} on {}:{} with {shards} shards; admin API on http://{}",
+        config.bootstrap_servers.join(","),
+        config.bind_host,
+        config.port_start,
+        config.admin_addr
+    );
+
+    while !signalled.load(Ordering::Relaxed) && !shared.shutting_down.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if signalled.load(Ordering::Relaxed) {
+        info!(
+            "shutting down: no new connections; draining requests in flight for up to {:?}",
+            config.shutdown_timeout
+        );
+    }
+    shared.shutting_down.store(true, Ordering::Relaxed);
+    for handle in executors {
+        let _ = handle.join();
+    }
+    let _ = control.join();
+    let _ = watcher.join();
+    if failed.load(Ordering::Relaxed) {
+        return Err("a shard failed; see above".into());
+    }
+    info!("shutdown complete");
+    Ok(())
+}

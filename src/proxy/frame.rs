@@ -1,0 +1,299 @@
+//! Kafka framing: the 4-byte length prefix and the few header bytes the hot path peeks at.
+//!
+//! Nothing here allocates. Every function takes the bytes read so far and answers `Ok(None)` when
+//! it needs more, so the connection loop can call it on partial reads.
+
+use std::fmt;
+
+/// Bytes of the big-endian length that prefixes every Kafka frame.
+pub const LENGTH_PREFIX: usize = 4;
+/// A request starts with api_key (i16), api_version (i16) and correlation_id (i32).
+pub const REQUEST_PREFIX: usize = 8;
+/// A response starts with correlation_id (i32).
+pub const RESPONSE_PREFIX: usize = 4;
+
+const PRODUCE: i16 = 0;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    Negative(i32),
+    TooLarge { size: usize, max: usize },
+    TooSmall { size: usize, min: usize },
+    BadHeader(&'static str),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Negative(size) => write!(f, "negative frame length {size}"),
+            FrameError::TooLarge { size, max } => {
+                write!(f, "frame of {size} bytes exceeds --max-frame-bytes {max}")
+            }
+            FrameError::TooSmall { size, min } => {
+                write!(
+                    f,
+                    "frame of {size} bytes is shorter than its {min}-byte header"
+                )
+            }
+            FrameError::BadHeader(why) => write!(f, "malformed header: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Reads the length prefix: the size of the frame body that follows it.
+pub fn body_len(buf: &[u8], min: usize, max: usize) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX>() else {
+        return Ok(None);
+    };
+    let size = i32::from_be_bytes(*prefix);
+    let size = usize::try_from(size).map_err(|_| FrameError::Negative(size))?;
+    if size > max {
+        return Err(FrameError::TooLarge { size, max });
+    }
+    if size < min {
+        return Err(FrameError::TooSmall { size, min });
+    }
+    Ok(Some(size))
+}
+
+/// The fixed first fields of a request, enough to route and track it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestPrefix {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+}
+
+impl RequestPrefix {
+    /// Parses the prefix from a frame body (after the length prefix).
+    pub fn parse(body: &[u8]) -> Option<RequestPrefix> {
+        let bytes = body.first_chunk::<REQUEST_PREFIX>()?;
+        Some(RequestPrefix {
+            api_key: i16::from_be_bytes([bytes[0], bytes[1]]),
+            api_version: i16::from_be_bytes([bytes[2], bytes[3]]),
+            correlation_id: i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+        })
+    }
+
+    pub fn is_produce(&self) -> bool {
+        self.api_key == PRODUCE
+    }
+}
+
+/// The correlation id at the start of a response body.
+pub fn response_correlation_id(body: &[u8]) -> Option<i32> {
+    body.first_chunk::<RESPONSE_PREFIX>()
+        .map(|b| i32::from_be_bytes(*b))
+}
+
+/// Reads `acks` from a Produce request body, walking past client_id, the header's tagged fields
+/// (request header v2, Produce v9+) and transactional_id (v3+). `Ok(None)`: more bytes needed.
+pub fn produce_acks(body: &[u8], version: i16) -> Result<Option<i16>, FrameError> {
+    let mut cursor = Cursor {
+        buf: body,
+        pos: REQUEST_PREFIX,
+    };
+    let parsed = (|| {
+        cursor.skip_nullable_string()?;
+        if version >= 9 {
+            cursor.skip_tagged_fields()?;
+        }
+        if version >= 9 {
+            cursor.skip_compact_nullable_string()?;
+        } else if version >= 3 {
+            cursor.skip_nullable_string()?;
+        }
+        cursor.i16()
+    })();
+    match parsed {
+        Ok(acks) => Ok(Some(acks)),
+        Err(Short::NeedMore) => Ok(None),
+        Err(Short::Invalid(why)) => Err(FrameError::BadHeader(why)),
+    }
+}
+
+enum Short {
+    NeedMore,
+    Invalid(&'static str),
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], Short> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(Short::Invalid("length overflow"))?;
+        let bytes = self.buf.get(self.pos..end).ok_or(Short::NeedMore)?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn i16(&mut self) -> Result<i16, Short> {
+        let b = self.take(2)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn unsigned_varint(&mut self) -> Result<u32, Short> {
+        let mut value = 0u32;
+        for shift in (0..35).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= u32::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Short::Invalid("varint longer than 5 bytes"))
+    }
+
+    fn skip_nullable_string(&mut self) -> Result<(), Short> {
+        match self.i16()? {
+            -1 => Ok(()),
+            len if len < 0 => Err(Short::Invalid("negative string length")),
+            len => self.take(len as usize).map(drop),
+        }
+    }
+
+    fn skip_compact_nullable_string(&mut self) -> Result<(), Short> {
+        let len_plus_one = self.unsigned_varint()? as usize;
+        self.take(len_plus_one.saturating_sub(1)).map(drop)
+    }
+
+    fn skip_tagged_fields(&mut self) -> Result<(), Short> {
+        for _ in 0..self.unsigned_varint()? {
+            self.unsigned_varint()?;
+            let size = self.unsigned_varint()? as usize;
+            self.take(size)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn produce_body(
+        version: i16,
+        client_id: &str,
+        transactional_id: Option<&str>,
+        acks: i16,
+    ) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&PRODUCE.to_be_bytes());
+        body.extend_from_slice(&version.to_be_bytes());
+        body.extend_from_slice(&7i32.to_be_bytes());
+        body.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
+        body.extend_from_slice(client_id.as_bytes());
+        if version >= 9 {
+            body.extend_from_slice(&[1, 5, 2, 0xaa, 0xbb]); // one tagged field: tag 5, two bytes
+            match transactional_id {
+                Some(id) => {
+                    body.push(id.len() as u8 + 1);
+                    body.extend_from_slice(id.as_bytes());
+                }
+                None => body.push(0),
+            }
+        } else if version >= 3 {
+            match transactional_id {
+                Some(id) => {
+                    body.extend_from_slice(&(id.len() as i16).to_be_bytes());
+                    body.extend_from_slice(id.as_bytes());
+                }
+                None => body.extend_from_slice(&(-1i16).to_be_bytes()),
+            }
+        }
+        body.extend_from_slice(&acks.to_be_bytes());
+        body.extend_from_slice(&30_000i32.to_be_bytes());
+        body
+    }
+
+    #[test]
+    fn length_prefix_is_bounded() {
+        assert_eq!(body_len(&[0, 0], 8, 100), Ok(None));
+        assert_eq!(body_len(&[0, 0, 0, 20, 1], 8, 100), Ok(Some(20)));
+        assert_eq!(
+            body_len(&[0xff, 0xff, 0xff, 0xff], 8, 100),
+            Err(FrameError::Negative(-1))
+        );
+        assert_eq!(
+            body_len(&[0, 0, 1, 0], 8, 100),
+            Err(FrameError::TooLarge {
+                size: 256,
+                max: 100
+            })
+        );
+        assert_eq!(
+            body_len(&[0, 0, 0, 3], 8, 100),
+            Err(FrameError::TooSmall { size: 3, min: 8 })
+        );
+    }
+
+    #[test]
+    fn request_prefix_reads_the_fixed_fields() {
+        let body = produce_body(7, "me", None, 1);
+        let prefix = RequestPrefix::parse(&body).unwrap();
+        assert_eq!(
+            (prefix.api_key, prefix.api_version, prefix.correlation_id),
+            (0, 7, 7)
+        );
+        assert!(RequestPrefix::parse(&body[..7]).is_none());
+        assert_eq!(response_correlation_id(&[0, 0, 1, 2, 9]), Some(258));
+    }
+
+    #[test]
+    fn acks_are_found_in_every_produce_version() {
+        for version in 0..=13 {
+            for (txn, acks) in [(None, 0), (Some("txn-1"), -1), (None, 1)] {
+                let body = produce_body(version, "client-x", txn, acks);
+                assert_eq!(
+                    produce_acks(&body, version),
+                    Ok(Some(acks)),
+                    "v{version} {txn:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_produce_headers_ask_for_more() {
+        let body = produce_body(9, "client-x", Some("t"), 0);
+        let acks_end = body.len() - 4;
+        for cut in 0..acks_end {
+            assert_eq!(produce_acks(&body[..cut], 9), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(produce_acks(&body[..acks_end], 9), Ok(Some(0)));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(42);
+        for _ in 0..20_000 {
+            let len = rng.usize(0..64);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+            let _ = body_len(&bytes, 8, 1 << 20);
+            let _ = RequestPrefix::parse(&bytes);
+            let _ = response_correlation_id(&bytes);
+            for version in [0, 3, 9, 13] {
+                let _ = produce_acks(&bytes, version);
+            }
+        }
+    }
+
+    #[test]
+    fn overlong_varints_are_rejected() {
+        let mut body = produce_body(9, "", None, 1);
+        body.truncate(REQUEST_PREFIX + 2);
+        body.extend_from_slice(&[0xff; 6]);
+        assert_eq!(
+            produce_acks(&body, 9),
+            Err(FrameError::BadHeader("varint longer than 5 bytes"))
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! One direction of a proxied connection: bytes read from one socket, cut into Kafka frames, and
+//! written to the other.
+//!
+//! A frame the router lets pass is streamed through as it arrives (cut-through): kaos never
+//! buffers it whole, and consecutive frames leave in one `send`. A frame the router wants to see
+//! whole (to rewrite it) is gathered, handed to the router, and its replacement written in its
+//! place. Reads are large so that one `recv` usually carries many frames.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncWrite};
+
+use super::frame::{self, FrameError, LENGTH_PREFIX};
+
+/// Default buffer per direction. It grows only to gather a frame that must be seen whole.
+pub const LANE_BUFFER: usize = 256 * 1024;
+
+/// What a router decides for the frame at the head of the lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stream it through untouched.
+    Forward,
+    /// Gather it, then call `Router::on_whole` for its replacement.
+    Whole,
+    /// Call again once this many body bytes (at most the body length) are buffered.
+    NeedBytes(usize),
+    /// Not now: stop at this frame boundary (backpressure or shutdown).
+    Hold,
+}
+
+/// Decides, frame by frame, what one direction does.
+pub trait Router {
+    /// The smallest valid body: anything shorter is malformed.
+    const MIN_BODY: usize;
+
+    /// Called at each frame boundary with the body length and the body bytes buffered so far.
+    fn on_frame(&mut self, body_len: usize, head: &[u8]) -> Result<Verdict, String>;
+
+    /// Called with the complete body of a frame judged `Whole`; returns the frame to send
+    /// instead, length prefix included.
+    fn on_whole(&mut self, body: &[u8]) -> Result<BytesMut, String>;
+}
+
+#[derive(Debug)]
+pub enum LaneError {
+    Frame(FrameError),
+    Protocol(String),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for LaneError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LaneError::Frame(e) => write!(f, "{e}"),
+            LaneError::Protocol(why) => f.write_str(why),
+            LaneError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Buffer layout: `[start, ready)` is cleared to send, `[ready, end)` is read but not yet judged.
+#[derive(Debug)]
+pub struct Lane {
+    buf: Vec<u8>,
+    start: usize,
+    ready: usize,
+    end: usize,
+    /// Bytes of the frame being streamed that have not been read yet.
+    frame_left: usize,
+    /// Size, prefix included, of the frame at `ready` that must be gathered whole.
+    whole: Option<usize>,
+    replacement: Option<(BytesMut, usize)>,
+    max_frame: usize,
+    pub eof: bool,
+}
+
+/// What one `step` did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Progress {
+    pub read: usize,
+    pub wrote: bool,
+}
+
+impl Progress {
+    pub fn any(&self) -> bool {
+        self.read > 0 || self.wrote
+    }
+}
+
+impl Lane {
+    pub fn new(max_frame: usize) -> Lane {
+        Lane {
+            buf: vec![0; LANE_BUFFER],
+            start: 0,
+            ready: 0,
+            end: 0,
+            frame_left: 0,
+            whole: None,
+            replacement: None,
+            max_frame,
+            eof: false,
+        }
+    }
+
+    /// Nothing read is waiting to be sent.
+    pub fn is_flushed(&self) -> bool {
+        self.start == self.ready
+            && self.replacement.is_none()
+            && self.whole.is_none()
+            && self.frame_left == 0
+    }
+
+    /// Judges frames, writes what is cleared, and reads once. Never blocks.
+    pub fn step<R: Router, S: AsyncRead + Unpin, D: AsyncWrite + Unpin>(
+        &mut self,
+        src: &mut S,
+        dst: &mut D,
+        router: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Result<Progress, LaneError> {
+        let mut progress = Progress::default();
+        self.judge(router)?;
+        if self.flush(dst, cx, &mut progress)? && self.take_whole(router)? {
+            progress.wrote = true;
+            self.flush(dst, cx, &mut progress)?;
+            self.judge(router)?;
+        }
+        if !self.eof {
+            match self.fill(src, cx) {
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(n)) => {
+                    progress.read = n;
+                    self.judge(router)?;
+                }
+                Poll::Ready(Err(e)) => return Err(LaneError::Io(e)),
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Walks frame boundaries in `[ready, end)`, clearing streamed bytes for sending.
+    fn judge<R: Router>(&mut self, router: &mut R) -> Result<(), LaneError> {
+        while self.whole.is_none() {
+            let available = self.end - self.ready;
+            if self.frame_left > 0 {
+                let take = available.min(self.frame_left);
+                self.ready += take;
+                self.frame_left -= take;
+                if self.frame_left > 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            let data = &self.buf[self.ready..self.end];
+            let Some(body_len) =
+                frame::body_len(data, R::MIN_BODY, self.max_frame).map_err(LaneError::Frame)?
+            else {
+                return Ok(());
+            };
+            let head = &data[LENGTH_PREFIX..data.len().min(LENGTH_PREFIX + body_len)];
+            match router
+                .on_frame(body_len, head)
+                .map_err(LaneError::Protocol)?
+            {
+                Verdict::Forward => self.frame_left = LENGTH_PREFIX + body_len,
+                Verdict::Whole => self.whole = Some(LENGTH_PREFIX + body_len),
+                Verdict::NeedBytes(_) if head.len() == body_len => {
+                    return Err(LaneError::Protocol(format!(
+                        "truncated header in a {body_len}-byte frame"
+                    )));
+                }
+                Verdict::NeedBytes(_) | Verdict::Hold => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the replacement frame, then the cleared bytes. `Ok(true)`: everything is out.
+    fn flush<D: AsyncWrite + Unpin>(
+        &mut self,
+        dst: &mut D,
+        cx: &mut Context<'_>,
+        progress: &mut Progress,
+    ) -> Result<bool, LaneError> {
+        if let Some((frame, written)) = &mut self.replacement {
+            while *written < frame.len() {
+                match write_some(dst, cx, &frame[*written..])? {
+                    Some(n) => {
+                        *written += n;
+                        progress.wrote = true;
+                    }
+                    None => return Ok(false),
+                }
+            }
+            self.replacement = None;
+        }
+        while self.start < self.ready {
+            match write_some(dst, cx, &self.buf[self.start..self.ready])? {
+                Some(n) => {
+                    self.start += n;
+                    progress.wrote = true;
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Once a gathered frame is complete and everything before it is sent, swaps in the router's
+    /// replacement. `Ok(true)`: a replacement is waiting to be written.
+    fn take_whole<R: Router>(&mut self, router: &mut R) -> Result<bool, LaneError> {
+        let Some(size) = self.whole else {
+            return Ok(false);
+        };
+        if self.end - self.ready < size {
+            return Ok(false);
+        }
+        let body = &self.buf[self.ready + LENGTH_PREFIX..self.ready + size];
+        let replacement = router.on_whole(body).map_err(LaneError::Protocol)?;
+        self.ready += size;
+        self.start = self.ready;
+        self.whole = None;
+        self.replacement = Some((replacement, 0));
+        Ok(true)
+    }
+
+    /// Reads into the free tail, compacting or growing the buffer first when needed.
+    fn fill<S: AsyncRead + Unpin>(
+        &mut self,
+        src: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if self.start == self.end {
+            (self.start, self.ready, self.end) = (0, 0, 0);
+            if self.whole.is_none() && self.buf.len() > LANE_BUFFER {
+                self.buf.truncate(LANE_BUFFER);
+                self.buf.shrink_to_fit();
+            }
+        }
+        let needed_end = self.ready + self.whole.unwrap_or(0);
+        if self.end == self.buf.len() || needed_end > self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.ready, self.end) = (self.ready - self.start, self.end - self.start);
+            self.start = 0;
+            let needed_end = self.ready + self.whole.unwrap_or(0);
+            if needed_end > self.buf.len() {
+                self.buf.resize(needed_end, 0);
+            }
+            if self.end == self.buf.len() {
+                // Full of bytes the other side has not taken yet: backpressure.
+                return Poll::Pending;
+            }
+        }
+        let result = Pin::new(src).poll_read(cx, &mut self.buf[self.end..]);
+        if let Poll::Ready(Ok(n)) = result {
+            self.end += n;
+        }
+        result
+    }
+}
+
+fn write_some<D: AsyncWrite + Unpin>(
+    dst: &mut D,
+    cx: &mut Context<'_>,
+    bytes: &[u8],
+) -> Result<Option<usize>, LaneError> {
+    match Pin::new(dst).poll_write(cx, bytes) {
+        Poll::Ready(Ok(0)) => Err(LaneError::Io(io::ErrorKind::WriteZero.into())),
+        Poll::Ready(Ok(n)) => Ok(Some(n)),
+        Poll::Ready(Err(e)) => Err(LaneError::Io(e)),
+        Poll::Pending => Ok(None),
+    }
+}

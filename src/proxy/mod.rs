@@ -1,0 +1,8 @@
+//! The Kafka-aware data path: framing, the per-connection loop, in-flight tracking and the
+//! address rewrite that keeps clients on kaos.
+
+pub mod connection;
+pub mod frame;
+pub mod inflight;
+pub mod lane;
+pub mod rewrite;

@@ -1,0 +1,539 @@
+//! Address rewrite: every broker address in a response is replaced by the kaos port that serves
+//! that broker, so a client that bootstrapped through kaos never dials the real cluster.
+//!
+//! Rewritten APIs: Metadata, FindCoordinator (v0-3 fields and the v4+ list), DescribeCluster, and
+//! the KIP-951 `node_endpoints` of Produce v10+ and Fetch v16+. ApiVersions is relayed with the
+//! versions of those APIs capped at what kaos can decode.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
+    MetadataResponse, ProduceResponse, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// Fetch v16+ may carry `node_endpoints` after megabytes of records, so finding them means
+/// decoding every fetch response. kaos advertises Fetch up to v15 (KIP-951 is only a shortcut
+/// for leader changes; clients fall back to a Metadata refresh) and decodes v16+ only from
+/// clients that ignore the advertised range.
+pub const FETCH_MAX_ADVERTISED: i16 = 15;
+
+const UNSUPPORTED_VERSION: i16 = 35;
+
+/// Where kaos serves each broker: `advertised_host:(port_start + 1 + node_id)`.
+#[derive(Debug, Clone)]
+pub struct BrokerPorts {
+    pub advertised_host: StrBytes,
+    pub port_start: u16,
+}
+
+impl BrokerPorts {
+    pub fn new(advertised_host: &str, port_start: u16) -> BrokerPorts {
+        BrokerPorts {
+            advertised_host: StrBytes::from_string(advertised_host.to_owned()),
+            port_start,
+        }
+    }
+
+    /// The kaos port for broker `node_id`, or `None` when it falls outside 1..=65535.
+    pub fn port_for(&self, node_id: i32) -> Option<u16> {
+        let port = i64::from(self.port_start) + 1 + i64::from(node_id);
+        u16::try_from(port).ok().filter(|_| node_id >= 0)
+    }
+}
+
+/// A real broker address seen in a response, before it was rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenBroker {
+    pub node_id: i32,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RewriteError {
+    Decode {
+        api: ApiKey,
+        version: i16,
+        why: String,
+    },
+    Unmappable {
+        node_id: i32,
+    },
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+    },
+}
+
+impl std::fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RewriteError::Decode { api, version, why } => {
+                write!(f, "cannot decode {api:?} v{version} response: {why}")
+            }
+            RewriteError::Unmappable { node_id } => {
+                write!(
+                    f,
+                    "broker node id {node_id} has no kaos port (port-start + 1 + id > 65535)"
+                )
+            }
+            RewriteError::UnsupportedVersion { api, version } => write!(
+                f,
+                "{api:?} v{version} carries broker addresses kaos cannot decode; refusing to leak them"
+            ),
+        }
+    }
+}
+
+/// Whether responses to this request must be decoded and rewritten.
+pub fn needs_rewrite(api_key: i16, api_version: i16) -> bool {
+    match ApiKey::try_from(api_key) {
+        Ok(
+            ApiKey::Metadata
+            | ApiKey::FindCoordinator
+            | ApiKey::DescribeCluster
+            | ApiKey::ApiVersions,
+        ) => true,
+        Ok(ApiKey::Produce) => api_version >= 10,
+        Ok(ApiKey::Fetch) => api_version >= 16,
+        _ => false,
+    }
+}
+
+/// Rewrites one response body (after the length prefix). Returns the new frame with its length
+/// prefix, and reports each real broker address it replaced in `seen`.
+pub fn rewrite_response(
+    api_key: i16,
+    api_version: i16,
+    body: Bytes,
+    ports: &BrokerPorts,
+    seen: &mut Vec<SeenBroker>,
+) -> Result<BytesMut, RewriteError> {
+    let Ok(api) = ApiKey::try_from(api_key) else {
+        return Ok(with_length_prefix(&body));
+    };
+    let mut mapper = Mapper { ports, seen };
+    if api == ApiKey::ApiVersions {
+        return cap_api_versions(api_version, body);
+    }
+    if !decodable(api, api_version) {
+        return Err(RewriteError::UnsupportedVersion {
+            api,
+            version: api_version,
+        });
+    }
+    match api {
+        ApiKey::Metadata => reencode(api, api_version, body, |m: &mut MetadataResponse| {
+            m.brokers
+                .iter_mut()
+                .try_for_each(|b| mapper.map(&mut b.node_id.0, &mut b.host, &mut b.port))
+        }),
+        ApiKey::FindCoordinator => {
+            reencode(api, api_version, body, |m: &mut FindCoordinatorResponse| {
+                // v0-3 carry one coordinator in top-level fields; v4+ a list (top level unused).
+                if api_version < 4 {
+                    mapper.map(&mut m.node_id.0, &mut m.host, &mut m.port)?;
+                }
+                m.coordinators
+                    .iter_mut()
+                    .try_for_each(|c| mapper.map(&mut c.node_id.0, &mut c.host, &mut c.port))
+            })
+        }
+        ApiKey::DescribeCluster => {
+            reencode(api, api_version, body, |m: &mut DescribeClusterResponse| {
+                m.brokers
+                    .iter_mut()
+                    .try_for_each(|b| mapper.map(&mut b.broker_id.0, &mut b.host, &mut b.port))
+            })
+        }
+        ApiKey::Produce => reencode(api, api_version, body, |m: &mut ProduceResponse| {
+            m.node_endpoints
+                .iter_mut()
+                .try_for_each(|e| mapper.map(&mut e.node_id.0, &mut e.host, &mut e.port))
+        }),
+        ApiKey::Fetch => reencode(api, api_version, body, |m: &mut FetchResponse| {
+            m.node_endpoints
+                .iter_mut()
+                .try_for_each(|e| mapper.map(&mut e.node_id.0, &mut e.host, &mut e.port))
+        }),
+        _ => Ok(with_length_prefix(&body)),
+    }
+}
+
+struct Mapper<'a> {
+    ports: &'a BrokerPorts,
+    seen: &'a mut Vec<SeenBroker>,
+}
+
+impl Mapper<'_> {
+    /// Points one (node id, host, port) triple at kaos. Negative ids mean "no broker"
+    /// (for example a coordinator that is not available yet) and are left alone.
+    fn map(
+        &mut self,
+        node_id: &mut i32,
+        host: &mut StrBytes,
+        port: &mut i32,
+    ) -> Result<(), RewriteError> {
+        if *node_id < 0 {
+            return Ok(());
+        }
+        let kaos_port = self
+            .ports
+            .port_for(*node_id)
+            .ok_or(RewriteError::Unmappable { node_id: *node_id })?;
+        self.seen.push(SeenBroker {
+            node_id: *node_id,
+            address: format!("{}:{}", host.as_str(), port),
+        });
+        *host = self.ports.advertised_host.clone();
+        *port = i32::from(kaos_port);
+        Ok(())
+    }
+}
+
+fn reencode<T: Decodable + Encodable>(
+    api: ApiKey,
+    version: i16,
+    mut body: Bytes,
+    edit: impl FnOnce(&mut T) -> Result<(), RewriteError>,
+) -> Result<BytesMut, RewriteError> {
+    let decode_error = decode_error(api, version);
+    let header_version = api.response_header_version(version);
+    let header = ResponseHeader::decode(&mut body, header_version).map_err(decode_error)?;
+    let mut message = T::decode(&mut body, version).map_err(decode_error)?;
+    edit(&mut message)?;
+    encode_frame(&header, header_version, &message, version).map_err(|why| RewriteError::Decode {
+        api,
+        version,
+        why,
+    })
+}
+
+fn decode_error<E: std::fmt::Display>(
+    api: ApiKey,
+    version: i16,
+) -> impl Fn(E) -> RewriteError + Copy {
+    move |e| RewriteError::Decode {
+        api,
+        version,
+        why: e.to_string(),
+    }
+}
+
+/// Encodes a response header and body as one length-prefixed frame.
+pub fn encode_frame<T: Encodable>(
+    header: &ResponseHeader,
+    header_version: i16,
+    message: &T,
+    version: i16,
+) -> Result<BytesMut, String> {
+    fn text(e: impl std::fmt::Display) -> String {
+        e.to_string()
+    }
+    let size = header.compute_size(header_version).map_err(text)?
+        + message.compute_size(version).map_err(text)?;
+    let mut out = BytesMut::with_capacity(4 + size);
+    out.put_i32(size as i32);
+    header.encode(&mut out, header_version).map_err(text)?;
+    message.encode(&mut out, version).map_err(text)?;
+    Ok(out)
+}
+
+/// Relays ApiVersions with each rewritten API capped at the highest version kaos decodes.
+/// Brokers answer an unsupported ApiVersions request with a v0 body, whatever was asked.
+fn cap_api_versions(version: i16, mut body: Bytes) -> Result<BytesMut, RewriteError> {
+    let api = ApiKey::ApiVersions;
+    if !decodable(api, version) && body.get(4..6) != Some(&UNSUPPORTED_VERSION.to_be_bytes()) {
+        // Newer than kaos decodes: relay as is. It carries no addresses and caps nothing we
+        // could enforce; the capped APIs are re-checked on every response.
+        return Ok(with_length_prefix(&body));
+    }
+    let decode_error = decode_error(api, version);
+    let header = ResponseHeader::decode(&mut body, 0).map_err(decode_error)?;
+    let body_version = if body.get(..2) == Some(&UNSUPPORTED_VERSION.to_be_bytes()) {
+        0
+    } else {
+        version
+    };
+    let mut message = ApiVersionsResponse::decode(&mut body, body_version).map_err(decode_error)?;
+    for entry in &mut message.api_keys {
+        if let Some(cap) = decode_cap(entry.api_key) {
+            entry.max_version = entry.max_version.min(cap);
+        }
+    }
+    encode_frame(&header, 0, &message, body_version).map_err(|why| RewriteError::Decode {
+        api,
+        version,
+        why,
+    })
+}
+
+fn decodable(api: ApiKey, version: i16) -> bool {
+    let range = api.valid_versions();
+    (range.min..=range.max).contains(&version)
+}
+
+/// The highest version kaos advertises for an API whose responses it decodes.
+pub fn decode_cap(api_key: i16) -> Option<i16> {
+    let api = ApiKey::try_from(api_key).ok()?;
+    match api {
+        ApiKey::Fetch => Some(FETCH_MAX_ADVERTISED),
+        ApiKey::Metadata
+        | ApiKey::FindCoordinator
+        | ApiKey::DescribeCluster
+        | ApiKey::ApiVersions
+        | ApiKey::Produce => Some(api.valid_versions().max),
+        _ => None,
+    }
+}
+
+fn with_length_prefix(body: &[u8]) -> BytesMut {
+    let mut out = BytesMut::with_capacity(4 + body.len());
+    out.put_i32(body.len() as i32);
+    out.put_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::find_coordinator_response::Coordinator;
+    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+    use kafka_protocol::messages::{BrokerId, produce_response};
+
+    fn ports() -> BrokerPorts {
+        BrokerPorts::new("kaos.local", 6969)
+    }
+
+    fn body_of<T: Encodable>(api: ApiKey, version: i16, message: &T) -> Bytes {
+        let header = ResponseHeader::default().with_correlation_id(42);
+        let frame = encode_frame(
+            &header,
+            api.response_header_version(version),
+            message,
+            version,
+        )
+        .unwrap();
+        frame.freeze().slice(4..)
+    }
+
+    fn decode<T: Decodable>(api: ApiKey, version: i16, frame: BytesMut) -> T {
+        let mut body = frame.freeze();
+        let declared = i32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
+        assert_eq!(declared, body.len() - 4, "length prefix");
+        let _ = body.split_to(4);
+        let header =
+            ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, 42);
+        T::decode(&mut body, version).unwrap()
+    }
+
+    fn broker(id: i32, host: &str, port: i32) -> MetadataResponseBroker {
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_string(host.into()))
+            .with_port(port)
+    }
+
+    #[test]
+    fn port_mapping_is_deterministic_and_bounded() {
+        let p = ports();
+        assert_eq!(p.port_for(0), Some(6970));
+        assert_eq!(p.port_for(1), Some(6971));
+        assert_eq!(p.port_for(111), Some(7081));
+        assert_eq!(p.port_for(-1), None);
+        assert_eq!(p.port_for(70_000), None);
+    }
+
+    #[test]
+    fn metadata_brokers_point_at_kaos_in_every_version() {
+        for version in 0..=13 {
+            let response = MetadataResponse::default()
+                .with_brokers(vec![broker(1, "kafka-1", 9092), broker(2, "kafka-2", 9093)]);
+            let mut seen = Vec::new();
+            let frame = rewrite_response(
+                3,
+                version,
+                body_of(ApiKey::Metadata, version, &response),
+                &ports(),
+                &mut seen,
+            )
+            .unwrap();
+            let out: MetadataResponse = decode(ApiKey::Metadata, version, frame);
+            let addresses: Vec<_> = out
+                .brokers
+                .iter()
+                .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+                .collect();
+            assert_eq!(
+                addresses,
+                vec![
+                    (1, "kaos.local".into(), 6971),
+                    (2, "kaos.local".into(), 6972)
+                ],
+                "v{version}"
+            );
+            assert_eq!(
+                seen[1],
+                SeenBroker {
+                    node_id: 2,
+                    address: "kafka-2:9093".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn find_coordinator_rewrites_both_layouts_and_keeps_errors() {
+        for version in 0..=6 {
+            let mut response = FindCoordinatorResponse::default();
+            if version < 4 {
+                response.node_id = BrokerId(3);
+                response.host = StrBytes::from_static_str("kafka-3");
+                response.port = 9094;
+            } else {
+                let found = Coordinator::default()
+                    .with_key(StrBytes::from_static_str("group-a"))
+                    .with_node_id(BrokerId(3))
+                    .with_host(StrBytes::from_static_str("kafka-3"))
+                    .with_port(9094);
+                let missing = Coordinator::default()
+                    .with_key(StrBytes::from_static_str("group-b"))
+                    .with_node_id(BrokerId(-1))
+                    .with_error_code(15)
+                    .with_port(-1);
+                response.coordinators = vec![found, missing];
+            }
+            let frame = rewrite_response(
+                10,
+                version,
+                body_of(ApiKey::FindCoordinator, version, &response),
+                &ports(),
+                &mut vec![],
+            )
+            .unwrap();
+            let out: FindCoordinatorResponse = decode(ApiKey::FindCoordinator, version, frame);
+            if version < 4 {
+                assert_eq!((out.host.as_str(), out.port), ("kaos.local", 6973));
+            } else {
+                assert_eq!(
+                    (out.coordinators[0].host.as_str(), out.coordinators[0].port),
+                    ("kaos.local", 6973)
+                );
+                assert_eq!(
+                    (out.coordinators[1].node_id.0, out.coordinators[1].port),
+                    (-1, -1)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kip951_node_endpoints_are_rewritten() {
+        let endpoint = produce_response::NodeEndpoint::default()
+            .with_node_id(BrokerId(5))
+            .with_host(StrBytes::from_static_str("kafka-5"))
+            .with_port(9099);
+        let response = ProduceResponse::default().with_node_endpoints(vec![endpoint]);
+        let frame = rewrite_response(
+            0,
+            10,
+            body_of(ApiKey::Produce, 10, &response),
+            &ports(),
+            &mut vec![],
+        )
+        .unwrap();
+        let out: ProduceResponse = decode(ApiKey::Produce, 10, frame);
+        assert_eq!(
+            (
+                out.node_endpoints[0].host.as_str(),
+                out.node_endpoints[0].port
+            ),
+            ("kaos.local", 6975)
+        );
+        assert!(
+            needs_rewrite(0, 10)
+                && !needs_rewrite(0, 9)
+                && needs_rewrite(1, 16)
+                && !needs_rewrite(1, 15)
+        );
+    }
+
+    #[test]
+    fn api_versions_are_capped_at_what_kaos_decodes() {
+        let entry = |key: ApiKey, max| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_max_version(max)
+        };
+        let response = ApiVersionsResponse::default().with_api_keys(vec![
+            entry(ApiKey::Fetch, 17),
+            entry(ApiKey::Metadata, 40),
+            entry(ApiKey::JoinGroup, 40),
+        ]);
+        let header = ResponseHeader::default().with_correlation_id(42);
+        let body = encode_frame(&header, 0, &response, 3)
+            .unwrap()
+            .freeze()
+            .slice(4..);
+        let frame = rewrite_response(18, 3, body, &ports(), &mut vec![]).unwrap();
+        let mut body = frame.freeze().slice(4..);
+        ResponseHeader::decode(&mut body, 0).unwrap();
+        let out = ApiVersionsResponse::decode(&mut body, 3).unwrap();
+        let maxes: Vec<_> = out.api_keys.iter().map(|k| k.max_version).collect();
+        assert_eq!(maxes, vec![15, 13, 40]);
+    }
+
+    #[test]
+    fn unmappable_ids_and_undecodable_versions_fail_closed() {
+        let response = MetadataResponse::default().with_brokers(vec![broker(90_000, "big", 1)]);
+        let error = rewrite_response(
+            3,
+            12,
+            body_of(ApiKey::Metadata, 12, &response),
+            &ports(),
+            &mut vec![],
+        );
+        assert_eq!(
+            error.unwrap_err(),
+            RewriteError::Unmappable { node_id: 90_000 }
+        );
+        let error = rewrite_response(
+            3,
+            99,
+            Bytes::from_static(&[0, 0, 0, 42]),
+            &ports(),
+            &mut vec![],
+        );
+        assert!(matches!(
+            error,
+            Err(RewriteError::UnsupportedVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_and_random_bodies_error_without_panicking() {
+        let response = MetadataResponse::default().with_brokers(vec![broker(1, "kafka-1", 9092)]);
+        let body = body_of(ApiKey::Metadata, 12, &response);
+        for cut in 0..body.len() {
+            assert!(
+                rewrite_response(3, 12, body.slice(..cut), &ports(), &mut vec![]).is_err(),
+                "cut {cut}"
+            );
+        }
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..5_000 {
+            let bytes: Vec<u8> = (0..rng.usize(0..80)).map(|_| rng.u8(..)).collect();
+            for (key, version) in [(3, 12), (3, 0), (10, 4), (60, 1), (18, 3), (0, 10)] {
+                let _ = rewrite_response(
+                    key,
+                    version,
+                    Bytes::from(bytes.clone()),
+                    &ports(),
+                    &mut vec![],
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! One shard: a glommio executor pinned to nothing but its own thread. It binds every proxy port
+//! (SO_REUSEPORT lets the kernel spread connections over the shards), opens an upstream
+//! connection for each client it accepts, and owns everything on that path: no cross-shard
+//! hand-off, no locks.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use glommio::net::{TcpListener, TcpStream};
+use glommio::timer::sleep;
+
+use crate::config::Config;
+use crate::control::metrics::{LatencyRecorder, ShardMetrics};
+use crate::proxy::connection::{Connection, End, peer_name};
+use crate::proxy::rewrite::{BrokerPorts, SeenBroker};
+use crate::shared::Shared;
+use crate::{debug, error, info, warn};
+
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
+const PUBLISH_LATENCY_EVERY: u32 = 10;
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which upstream a proxy port leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Bootstrap,
+    Broker(i32),
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<ShardMetrics>,
+    pub latency: LatencyRecorder,
+    pub ports: BrokerPorts,
+    pub drain: Drain,
+    /// Real broker addresses by node id, as this shard last learned them.
+    brokers: RefCell<BTreeMap<i32, String>>,
+    /// Node ids this shard has a listener for.
+    listening: RefCell<BTreeMap<i32, u16>>,
+    topology_generation: Cell<u64>,
+    next_bootstrap: Cell<usize>,
+}
+
+/// Runs one shard until shutdown has drained its connections.
+pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<(), String> {
+    let shard = Rc::new(Shard {
+        id,
+        metrics: shared.shard_metrics[id].clone(),
+        ports: BrokerPorts::new(config.advertised_host(), config.port_start),
+        config,
+        shared,
+        latency: LatencyRecorder::default(),
+        drain: Drain::default(),
+        brokers: RefCell::default(),
+        listening: RefCell::default(),
+        topology_generation: Cell::new(u64::MAX),
+        next_bootstrap: Cell::new(0),
+    });
+    shard
+        .listen(Target::Bootstrap, shard.config.port_start)
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}:{}: {e}",
+                shard.config.bind_host, shard.config.port_start
+            )
+        })?;
+    glommio::spawn_local(housekeeping(shard.clone())).detach();
+    shard.drain.wait_started(shard.drain.key()).await;
+    shard.finish_drain().await;
+    Ok(())
+}
+
+/// Follows the cluster topology, publishes latency, and notices shutdown.
+async fn housekeeping(shard: Rc<Shard>) {
+    let mut ticks = 0u32;
+    while !shard.drain.started() {
+        if shard.shared.shutting_down.load(Ordering::Relaxed) {
+            shard.drain.start();
+            break;
+        }
+        let topology = shard.shared.topology.load_full();
+        if topology.generation != shard.topology_generation.get() {
+            shard.topology_generation.set(topology.generation);
+            let seen: Vec<_> = topology
+                .brokers
+                .iter()
+                .map(|(&node_id, address)| SeenBroker {
+                    node_id,
+                    address: address.clone(),
+                })
+                .collect();
+            shard.learn_brokers(&seen);
+        }
+        ticks += 1;
+        if ticks.is_multiple_of(PUBLISH_LATENCY_EVERY) {
+            shard.latency.publish(&shard.metrics);
+        }
+        sleep(HOUSEKEEPING_EVERY).await;
+    }
+    shard.latency.publish(&shard.metrics);
+}
+
+impl Shard {
+    /// Records real broker addresses and opens a port for each broker this shard has not served
+    /// yet. Runs before a rewritten response leaves, so a client never dials a port that is not
+    /// open.
+    pub fn learn_brokers(self: &Rc<Shard>, seen: &[SeenBroker]) {
+        for broker in seen {
+            let known = self
+                .brokers
+                .borrow_mut()
+                .insert(broker.node_id, broker.address.clone());
+            if known.as_deref() != Some(broker.address.as_str()) {
+                debug!("broker {} is at {}", broker.node_id, broker.address);
+            }
+            if self.listening.borrow().contains_key(&broker.node_id) {
+                continue;
+            }
+            let Some(port) = self.ports.port_for(broker.node_id) else {
+                error!(
+                    "broker {} cannot be given a kaos port above {}",
+                    broker.node_id, self.config.port_start
+                );
+                continue;
+            };
+            match self.listen(Target::Broker(broker.node_id), port) {
+                Ok(()) => {
+                    self.listening.borrow_mut().insert(broker.node_id, port);
+                    if self.id == 0 {
+                        info!(
+                            "broker {} ({}) is served on {}:{port}",
+                            broker.node_id,
+                            broker.address,
+                            self.ports.advertised_host.as_str()
+                        );
+                    }
+                }
+                Err(e) => error!(
+                    "cannot listen for broker {} on port {port}: {e}",
+                    broker.node_id
+                ),
+            }
+        }
+    }
+
+    fn listen(self: &Rc<Shard>, target: Target, port: u16) -> std::io::Result<()> {
+        let listener = TcpListener::bind((self.config.bind_host.as_str(), port))?;
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            let drain_key = shard.drain.key();
+            loop {
+                let accepted =
+                    futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                        shard.drain.wait_started(drain_key).await;
+                        None
+                    })
+                    .await;
+                match accepted {
+                    None => break,
+                    Some(Ok(client)) => {
+                        glommio::spawn_local(serve(shard.clone(), client, target)).detach();
+                    }
+                    Some(Err(e)) => {
+                        warn!("accept on port {port} failed: {e}");
+                        sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        })
+        .detach();
+        Ok(())
+    }
+
+    async fn connect_upstream(&self, target: Target) -> Result<TcpStream, String> {
+        let candidates: Vec<String> = match target {
+            Target::Broker(node_id) => {
+                let known = self.brokers.borrow().get(&node_id).cloned();
+                vec![known.ok_or_else(|| format!("broker {node_id} has no known address"))?]
+            }
+            Target::Bootstrap => {
+                let servers = &self.config.bootstrap_servers;
+                let first = self.next_bootstrap.get();
+                self.next_bootstrap.set(first.wrapping_add(1));
+                (0..servers.len())
+                    .map(|i| servers[(first + i) % servers.len()].clone())
+                    .collect()
+            }
+        };
+        let mut failures = Vec::new();
+        for address in candidates {
+            let resolved = std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
+                .map_err(|e| e.to_string())
+                .and_then(|mut addrs| addrs.next().ok_or_else(|| "no address".to_owned()));
+            let attempt = match resolved {
+                Ok(socket_addr) => {
+                    TcpStream::connect_timeout(socket_addr, UPSTREAM_CONNECT_TIMEOUT)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(stream) => return Ok(stream),
+                Err(e) => failures.push(format!("{address}: {e}")),
+            }
+        }
+        Err(failures.join("; "))
+    }
+
+    async fn finish_drain(&self) {
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        while self.drain.live.get() > 0 {
+            if Instant::now() >= deadline {
+                warn!(
+                    "shutdown timeout: closing {} connections with requests in flight",
+                    self.drain.live.get()
+                );
+                return;
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
+    let metrics = &shard.metrics;
+    metrics.connections_opened.add(1);
+    shard.drain.live.set(shard.drain.live.get() + 1);
+    let peer = peer_name(&client);
+    match shard.connect_upstream(target).await {
+        Err(why) => {
+            metrics.upstream_connect_failures.add(1);
+            warn!("closing client {peer}: upstream {target:?} unreachable: {why}");
+        }
+        Ok(broker) => {
+            let _ = client.set_nodelay(true);
+            let _ = broker.set_nodelay(true);
+            let upstream = peer_name(&broker);
+            let key = shard.drain.key();
+            match Connection::new(&shard, client, broker, key).run().await {
+                End::ClientClosed => debug!("client {peer} closed; closed broker side {upstream}"),
+                End::Drained => debug!("client {peer} drained for shutdown"),
+                End::BrokerClosed => {
+                    info!("broker {upstream} closed the connection; closing client {peer}")
+                }
+                End::ClientMalformed(why) => {
+                    metrics.connections_rejected.add(1);
+                    warn!("closing client {peer}: {why}");
+                }
+                End::BrokerMalformed(why) => {
+                    metrics.connections_rejected.add(1);
+                    warn!("closing client {peer}: broker {upstream} sent a bad response: {why}");
+                }
+                End::Io(e) => debug!("connection {peer} <-> {upstream} ended: {e}"),
+            }
+        }
+    }
+    shard.drain.live.set(shard.drain.live.get() - 1);
+    metrics.connections_closed.add(1);
+}
+
+/// Graceful shutdown on one shard: a flag, the live connection count, and the tasks to wake.
+#[derive(Debug, Default)]
+pub struct Drain {
+    started: Cell<bool>,
+    live: Cell<usize>,
+    watchers: RefCell<HashMap<u64, Waker>>,
+    next_key: Cell<u64>,
+}
+
+impl Drain {
+    /// A key for `watch`, unique on this shard.
+    pub fn key(&self) -> u64 {
+        let key = self.next_key.get();
+        self.next_key.set(key + 1);
+        key
+    }
+
+    pub fn started(&self) -> bool {
+        self.started.get()
+    }
+
+    pub fn start(&self) {
+        self.started.set(true);
+        for (_, waker) in self.watchers.borrow_mut().drain() {
+            waker.wake();
+        }
+    }
+
+    /// Wakes this task when the drain starts.
+    pub fn watch(&self, key: u64, waker: &Waker) {
+        self.watchers.borrow_mut().insert(key, waker.clone());
+    }
+
+    pub fn unwatch(&self, key: u64) {
+        self.watchers.borrow_mut().remove(&key);
+    }
+
+    async fn wait_started(&self, key: u64) {
+        std::future::poll_fn(|cx| {
+            if self.started() {
+                self.unwatch(key);
+                Poll::Ready(())
+            } else {
+                self.watch(key, cx.waker());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}

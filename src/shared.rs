@@ -1,0 +1,47 @@
+//! State shared by the shards, the control thread and the cluster watcher. Everything here is
+//! read without locks on the data path: arc-swap snapshots, atomics, and per-shard counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::chaos::RuleSet;
+use crate::cluster::Topology;
+use crate::control::metrics::ShardMetrics;
+
+#[derive(Debug)]
+pub struct Shared {
+    pub rules: ArcSwap<RuleSet>,
+    pub topology: ArcSwap<Topology>,
+    pub upstream_ready: AtomicBool,
+    pub shutting_down: AtomicBool,
+    pub shard_metrics: Vec<Arc<ShardMetrics>>,
+}
+
+impl Shared {
+    pub fn new(shards: usize) -> Shared {
+        Shared {
+            rules: ArcSwap::from_pointee(RuleSet::default()),
+            topology: ArcSwap::from_pointee(Topology::default()),
+            upstream_ready: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            shard_metrics: (0..shards)
+                .map(|_| Arc::new(ShardMetrics::default()))
+                .collect(),
+        }
+    }
+
+    /// Sleeps in short steps so that a plain thread notices shutdown promptly.
+    pub fn sleep_unless_shutting_down(&self, total: Duration) {
+        let deadline = Instant::now() + total;
+        while !self.shutting_down.load(Ordering::Relaxed) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+}
