@@ -11,9 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::shared::Shared;
@@ -34,32 +32,29 @@ pub fn spawn_watcher(
     bootstrap: Vec<String>,
     shared: Arc<Shared>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("cluster-watcher".into())
-        .spawn(move || {
-            while !shared.shutting_down.load(Ordering::Relaxed) {
-                match fetch_brokers(&bootstrap) {
-                    Ok(brokers) => {
-                        if !shared.upstream_ready.swap(true, Ordering::Relaxed) {
-                            info!("upstream cluster answered Metadata: brokers {brokers:?}");
-                        }
-                        let current = shared.topology.load();
-                        if current.brokers != brokers {
-                            shared.topology.store(Arc::new(Topology {
-                                generation: current.generation + 1,
-                                brokers,
-                            }));
-                        }
+    std::thread::Builder::new().name("cluster-watcher".into()).spawn(move || {
+        while !shared.shutting_down.load(Ordering::Relaxed) {
+            match fetch_brokers(&bootstrap) {
+                Ok(brokers) => {
+                    if !shared.upstream_ready.swap(true, Ordering::Relaxed) {
+                        info!("upstream cluster answered Metadata: brokers {brokers:?}");
                     }
-                    Err(why) => {
-                        if shared.upstream_ready.swap(false, Ordering::Relaxed) {
-                            warn!("upstream cluster stopped answering Metadata: {why}");
-                        }
+                    let current = shared.topology.load();
+                    if current.brokers != brokers {
+                        shared
+                            .topology
+                            .store(Arc::new(Topology { generation: current.generation + 1, brokers }));
                     }
                 }
-                shared.sleep_unless_shutting_down(POLL_INTERVAL);
+                Err(why) => {
+                    if shared.upstream_ready.swap(false, Ordering::Relaxed) {
+                        warn!("upstream cluster stopped answering Metadata: {why}");
+                    }
+                }
             }
-        })
+            shared.sleep_unless_shutting_down(POLL_INTERVAL);
+        }
+    })
 }
 
 /// Asks each bootstrap server in turn for the broker list until one answers.
@@ -75,43 +70,25 @@ pub fn fetch_brokers(bootstrap: &[String]) -> Result<BTreeMap<i32, String>, Stri
 }
 
 fn metadata_from(server: &str) -> Result<BTreeMap<i32, String>, String> {
-    let address = server
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("no address")?;
+    let address = server.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
     let mut stream = TcpStream::connect_timeout(&address, IO_TIMEOUT).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(&metadata_request())
-        .map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+    stream.write_all(&metadata_request()).map_err(|e| e.to_string())?;
 
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).map_err(|e| e.to_string())?;
-    let length =
-        usize::try_from(i32::from_be_bytes(length)).map_err(|_| "negative frame length")?;
+    let length = usize::try_from(i32::from_be_bytes(length)).map_err(|_| "negative frame length")?;
     if length > 64 << 20 {
-        return Err(format!(
-            "Metadata response of {length} bytes is implausible"
-        ));
+        return Err(format!("Metadata response of {length} bytes is implausible"));
     }
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).map_err(|e| e.to_string())?;
     let mut body = Bytes::from(body);
     let header_version = ApiKey::Metadata.response_header_version(METADATA_VERSION);
     ResponseHeader::decode(&mut body, header_version).map_err(|e| e.to_string())?;
-    let response =
-        MetadataResponse::decode(&mut body, METADATA_VERSION).map_err(|e| e.to_string())?;
-    Ok(response
-        .brokers
-        .iter()
-        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
-        .collect())
+    let response = MetadataResponse::decode(&mut body, METADATA_VERSION).map_err(|e| e.to_string())?;
+    Ok(response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect())
 }
 
 fn metadata_request() -> BytesMut {
@@ -125,12 +102,8 @@ fn metadata_request() -> BytesMut {
     let header_version = ApiKey::Metadata.request_header_version(METADATA_VERSION);
     let mut frame = BytesMut::new();
     frame.put_i32(0);
-    header
-        .encode(&mut frame, header_version)
-        .expect("static Metadata header encodes");
-    request
-        .encode(&mut frame, METADATA_VERSION)
-        .expect("static Metadata request encodes");
+    header.encode(&mut frame, header_version).expect("static Metadata header encodes");
+    request.encode(&mut frame, METADATA_VERSION).expect("static Metadata request encodes");
     let length = (frame.len() - 4) as i32;
     frame[..4].copy_from_slice(&length.to_be_bytes());
     frame

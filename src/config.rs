@@ -14,12 +14,7 @@ use clap::Parser;
 #[command(name = "kaos", version, about, long_about)]
 pub struct Config {
     /// The real Kafka cluster: one or more HOST:PORT bootstrap addresses, comma-separated.
-    #[arg(
-        long,
-        env = "KAOS_BOOTSTRAP_SERVERS",
-        value_delimiter = ',',
-        required = true
-    )]
+    #[arg(long, env = "KAOS_BOOTSTRAP_SERVERS", value_delimiter = ',', required = true)]
     pub bootstrap_servers: Vec<String>,
 
     /// The local address kaos listens on for Kafka clients.
@@ -69,30 +64,23 @@ impl Config {
     }
 
     pub fn shard_count(&self) -> usize {
-        self.shards
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
+        self.shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
     }
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration such as 10s or 500ms"))?;
+    let value: u64 =
+        digits.parse().map_err(|_| format!("'{text}' is not a duration such as 10s or 500ms"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(value)),
         "" | "s" => Ok(Duration::from_secs(value)),
         "m" => Ok(Duration::from_secs(value * 60)),
         "h" => Ok(Duration::from_secs(value * 3600)),
-        other => Err(format!(
-            "unknown duration unit '{other}' (use ms, s, m or h)"
-        )),
+        other => Err(format!("unknown duration unit '{other}' (use ms, s, m or h)")),
     }
 }
 
@@ -112,13 +100,8 @@ mod tests {
 
     #[test]
     fn advertised_host_defaults_to_bind_host() {
-        let config = Config::parse_from([
-            "kaos",
-            "--bootstrap-servers",
-            "a:1,b:2",
-            "--bind-host",
-            "127.0.0.9",
-        ]);
+        let config =
+            Config::parse_from(["kaos", "--bootstrap-servers", "a:1,b:2", "--bind-host", "127.0.0.9"]);
         assert_eq!(config.bootstrap_servers, vec!["a:1", "b:2"]);
         assert_eq!(config.advertised_host(), "127.0.0.9");
     }

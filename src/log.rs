@@ -29,9 +29,7 @@ pub fn enabled(level: Level) -> bool {
 }
 
 pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let thread = std::thread::current();
     let tag = match level {
         Level::Error => "ERROR",
@@ -39,11 +37,7 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
         Level::Info => "INFO ",
         Level::Debug => "DEBUG",
     };
-    eprintln!(
-        "{} {tag} [{}] {args}",
-        utc_timestamp(now.as_millis()),
-        thread.name().unwrap_or("main")
-    );
+    eprintln!("{} {tag} [{}] {args}", utc_timestamp(now.as_millis()), thread.name().unwrap_or("main"));
 }
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC (civil-from-days, H. Hinnant).
@@ -90,9 +84,6 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(super::utc_timestamp(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            super::utc_timestamp(1_795_754_370_123),
-            "2026-11-27T04:39:30.123Z"
-        );
+        assert_eq!(super::utc_timestamp(1_795_754_370_123), "2026-11-27T04:39:30.123Z");
     }
 }

@@ -45,15 +45,10 @@ fn run(config: Arc<Config>) -> Result<(), String> {
     let failed = Arc::new(AtomicBool::new(false));
     let mut executors = Vec::with_capacity(shards);
     for id in 0..shards {
-        let (config, shared, running, failed) = (
-            config.clone(),
-            shared.clone(),
-            running.clone(),
-            failed.clone(),
-        );
-        let builder = LocalExecutorBuilder::new(Placement::Unbound)
-            .name(&format!("shard-{id}"))
-            .io_memory(IO_MEMORY);
+        let (config, shared, running, failed) =
+            (config.clone(), shared.clone(), running.clone(), failed.clone());
+        let builder =
+            LocalExecutorBuilder::new(Placement::Unbound).name(&format!("shard-{id}")).io_memory(IO_MEMORY);
         let handle = builder
             .spawn(move || async move {
                 if let Err(why) = shard::run(id, config, shared.clone()).await {

@@ -63,14 +63,9 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
         topology_generation: Cell::new(u64::MAX),
         next_bootstrap: Cell::new(0),
     });
-    shard
-        .listen(Target::Bootstrap, shard.config.port_start)
-        .map_err(|e| {
-            format!(
-                "cannot listen on {}:{}: {e}",
-                shard.config.bind_host, shard.config.port_start
-            )
-        })?;
+    shard.listen(Target::Bootstrap, shard.config.port_start).map_err(|e| {
+        format!("cannot listen on {}:{}: {e}", shard.config.bind_host, shard.config.port_start)
+    })?;
     glommio::spawn_local(housekeeping(shard.clone())).detach();
     shard.drain.wait_started(shard.drain.key()).await;
     shard.finish_drain().await;
@@ -91,10 +86,7 @@ async fn housekeeping(shard: Rc<Shard>) {
             let seen: Vec<_> = topology
                 .brokers
                 .iter()
-                .map(|(&node_id, address)| SeenBroker {
-                    node_id,
-                    address: address.clone(),
-                })
+                .map(|(&node_id, address)| SeenBroker { node_id, address: address.clone() })
                 .collect();
             shard.learn_brokers(&seen);
         }
@@ -113,10 +105,7 @@ impl Shard {
     /// open.
     pub fn learn_brokers(self: &Rc<Shard>, seen: &[SeenBroker]) {
         for broker in seen {
-            let known = self
-                .brokers
-                .borrow_mut()
-                .insert(broker.node_id, broker.address.clone());
+            let known = self.brokers.borrow_mut().insert(broker.node_id, broker.address.clone());
             if known.as_deref() != Some(broker.address.as_str()) {
                 debug!("broker {} is at {}", broker.node_id, broker.address);
             }
@@ -142,10 +131,7 @@ impl Shard {
                         );
                     }
                 }
-                Err(e) => error!(
-                    "cannot listen for broker {} on port {port}: {e}",
-                    broker.node_id
-                ),
+                Err(e) => error!("cannot listen for broker {} on port {port}: {e}", broker.node_id),
             }
         }
     }
@@ -156,12 +142,11 @@ impl Shard {
         glommio::spawn_local(async move {
             let drain_key = shard.drain.key();
             loop {
-                let accepted =
-                    futures_lite::future::or(async { Some(listener.accept().await) }, async {
-                        shard.drain.wait_started(drain_key).await;
-                        None
-                    })
-                    .await;
+                let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                    shard.drain.wait_started(drain_key).await;
+                    None
+                })
+                .await;
                 match accepted {
                     None => break,
                     Some(Ok(client)) => {
@@ -188,9 +173,7 @@ impl Shard {
                 let servers = &self.config.bootstrap_servers;
                 let first = self.next_bootstrap.get();
                 self.next_bootstrap.set(first.wrapping_add(1));
-                (0..servers.len())
-                    .map(|i| servers[(first + i) % servers.len()].clone())
-                    .collect()
+                (0..servers.len()).map(|i| servers[(first + i) % servers.len()].clone()).collect()
             }
         };
         let mut failures = Vec::new();
@@ -199,11 +182,9 @@ impl Shard {
                 .map_err(|e| e.to_string())
                 .and_then(|mut addrs| addrs.next().ok_or_else(|| "no address".to_owned()));
             let attempt = match resolved {
-                Ok(socket_addr) => {
-                    TcpStream::connect_timeout(socket_addr, UPSTREAM_CONNECT_TIMEOUT)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
+                Ok(socket_addr) => TcpStream::connect_timeout(socket_addr, UPSTREAM_CONNECT_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
             match attempt {

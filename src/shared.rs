@@ -27,9 +27,7 @@ impl Shared {
             topology: ArcSwap::from_pointee(Topology::default()),
             upstream_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
-            shard_metrics: (0..shards)
-                .map(|_| Arc::new(ShardMetrics::default()))
-                .collect(),
+            shard_metrics: (0..shards).map(|_| Arc::new(ShardMetrics::default())).collect(),
         }
     }
 

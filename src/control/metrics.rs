@@ -13,8 +13,8 @@ use kafka_protocol::messages::ApiKey;
 /// API keys 0..API_KEY_SLOTS get their own counters; anything else is counted as "other".
 pub const API_KEY_SLOTS: usize = 128;
 const LATENCY_BUCKETS_US: [u64; 16] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
 ];
 
 /// A counter with a single writer thread.
@@ -23,10 +23,7 @@ pub struct Counter(AtomicU64);
 
 impl Counter {
     pub fn add(&self, n: u64) {
-        self.0.store(
-            self.0.load(Ordering::Relaxed).wrapping_add(n),
-            Ordering::Relaxed,
-        );
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
     pub fn get(&self) -> u64 {
@@ -64,10 +61,7 @@ impl Default for ShardMetrics {
 }
 
 fn slot(api_key: i16) -> usize {
-    usize::try_from(api_key)
-        .ok()
-        .filter(|&k| k < API_KEY_SLOTS)
-        .unwrap_or(API_KEY_SLOTS)
+    usize::try_from(api_key).ok().filter(|&k| k < API_KEY_SLOTS).unwrap_or(API_KEY_SLOTS)
 }
 
 impl ShardMetrics {
@@ -84,9 +78,7 @@ pub struct LatencyRecorder {
 
 impl Default for LatencyRecorder {
     fn default() -> Self {
-        LatencyRecorder {
-            histograms: RefCell::new(vec![None; API_KEY_SLOTS]),
-        }
+        LatencyRecorder { histograms: RefCell::new(vec![None; API_KEY_SLOTS]) }
     }
 }
 
@@ -130,57 +122,31 @@ fn api_name(index: usize) -> String {
 }
 
 /// A per-shard series: name, type, help text, and how to read it.
-type ShardSeries = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&ShardMetrics) -> u64,
-);
+type ShardSeries = (&'static str, &'static str, &'static str, fn(&ShardMetrics) -> u64);
 
 /// Renders all shards' metrics in the Prometheus text format.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>], upstream_ready: bool) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let counters: [ShardSeries; 6] = [
-        (
-            "kaos_connections_open",
-            "gauge",
-            "Client connections open now.",
-            |m| {
-                m.connections_opened
-                    .get()
-                    .saturating_sub(m.connections_closed.get())
-            },
-        ),
-        (
-            "kaos_connections_total",
-            "counter",
-            "Client connections accepted.",
-            |m| m.connections_opened.get(),
-        ),
-        (
-            "kaos_upstream_connect_failures_total",
-            "counter",
-            "Failed connections to upstream brokers.",
-            |m| m.upstream_connect_failures.get(),
-        ),
+        ("kaos_connections_open", "gauge", "Client connections open now.", |m| {
+            m.connections_opened.get().saturating_sub(m.connections_closed.get())
+        }),
+        ("kaos_connections_total", "counter", "Client connections accepted.", |m| m.connections_opened.get()),
+        ("kaos_upstream_connect_failures_total", "counter", "Failed connections to upstream brokers.", |m| {
+            m.upstream_connect_failures.get()
+        }),
         (
             "kaos_connections_rejected_total",
             "counter",
             "Connections closed for malformed or oversized frames.",
             |m| m.connections_rejected.get(),
         ),
-        (
-            "kaos_bytes_from_clients_total",
-            "counter",
-            "Bytes read from Kafka clients.",
-            |m| m.bytes_from_clients.get(),
-        ),
-        (
-            "kaos_bytes_from_brokers_total",
-            "counter",
-            "Bytes read from upstream brokers.",
-            |m| m.bytes_from_brokers.get(),
-        ),
+        ("kaos_bytes_from_clients_total", "counter", "Bytes read from Kafka clients.", |m| {
+            m.bytes_from_clients.get()
+        }),
+        ("kaos_bytes_from_brokers_total", "counter", "Bytes read from upstream brokers.", |m| {
+            m.bytes_from_brokers.get()
+        }),
     ];
     for (name, kind, help, value) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -221,15 +187,10 @@ fn render_latency(out: &mut String, shards: &[std::sync::Arc<ShardMetrics>]) {
     );
     let mut merged: Vec<Option<Histogram<u64>>> = vec![None; API_KEY_SLOTS];
     for metrics in shards {
-        let shared = metrics
-            .latency
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let shared = metrics.latency.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for (index, histogram) in shared.iter().enumerate() {
             if let Some(histogram) = histogram {
-                let _ = merged[index]
-                    .get_or_insert_with(new_histogram)
-                    .add(histogram);
+                let _ = merged[index].get_or_insert_with(new_histogram).add(histogram);
             }
         }
     }
@@ -238,19 +199,11 @@ fn render_latency(out: &mut String, shards: &[std::sync::Arc<ShardMetrics>]) {
         let api = api_name(index);
         for bound in LATENCY_BUCKETS_US {
             let count = histogram.count_between(0, bound);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{api=\"{api}\",le=\"{}\"}} {count}",
-                bound as f64 / 1e6
-            );
+            let _ = writeln!(out, "{name}_bucket{{api=\"{api}\",le=\"{}\"}} {count}", bound as f64 / 1e6);
         }
         let total = histogram.len();
         let _ = writeln!(out, "{name}_bucket{{api=\"{api}\",le=\"+Inf\"}} {total}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{api=\"{api}\"}} {}",
-            histogram.mean() * total as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum{{api=\"{api}\"}} {}", histogram.mean() * total as f64 / 1e6);
         let _ = writeln!(out, "{name}_count{{api=\"{api}\"}} {total}");
     }
 }
@@ -273,26 +226,14 @@ mod tests {
         recorder.record(0, 20_000);
         recorder.publish(&shard);
         let text = render(&[shard], true);
-        assert!(
-            text.contains("kaos_connections_open{shard=\"0\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kaos_requests_total{shard=\"0\",api=\"Produce\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kaos_requests_total{shard=\"0\",api=\"Other\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("kaos_connections_open{shard=\"0\"} 2"), "{text}");
+        assert!(text.contains("kaos_requests_total{shard=\"0\",api=\"Produce\"} 2"), "{text}");
+        assert!(text.contains("kaos_requests_total{shard=\"0\",api=\"Other\"} 1"), "{text}");
         assert!(
             text.contains("kaos_request_latency_seconds_bucket{api=\"Produce\",le=\"0.0005\"} 1"),
             "{text}"
         );
-        assert!(
-            text.contains("kaos_request_latency_seconds_count{api=\"Produce\"} 2"),
-            "{text}"
-        );
+        assert!(text.contains("kaos_request_latency_seconds_count{api=\"Produce\"} 2"), "{text}");
         assert!(text.contains("kaos_upstream_ready 1"));
     }
 }

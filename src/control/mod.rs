@@ -16,8 +16,7 @@ use crate::warn;
 /// Binds the admin address now (so a bad address fails start-up) and serves it on a thread
 /// until shutdown.
 pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> Result<std::thread::JoinHandle<()>, String> {
-    let server =
-        Server::http(addr).map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
+    let server = Server::http(addr).map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -35,9 +34,7 @@ pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> Result<std::thread::JoinH
 fn respond(request: Request, shared: &Shared) {
     let (status, content_type, body) = route(request.method(), request.url(), shared);
     let header = Header::from_bytes("Content-Type", content_type).expect("static header is valid");
-    let response = Response::from_string(body)
-        .with_status_code(status)
-        .with_header(header);
+    let response = Response::from_string(body).with_status_code(status).with_header(header);
     if let Err(e) = request.respond(response) {
         warn!("admin API could not answer: {e}");
     }
@@ -53,34 +50,18 @@ fn route(method: &Method, url: &str, shared: &Shared) -> (u16, &'static str, Str
             if shared.upstream_ready.load(Ordering::Relaxed) {
                 (200, JSON, r#"{"ready":true}"#.into())
             } else {
-                (
-                    503,
-                    JSON,
-                    r#"{"ready":false,"reason":"upstream cluster has not answered Metadata"}"#
-                        .into(),
-                )
+                (503, JSON, r#"{"ready":false,"reason":"upstream cluster has not answered Metadata"}"#.into())
             }
         }
         (Method::Get, "/metrics") => (
             200,
             "text/plain; version=0.0.4",
-            metrics::render(
-                &shared.shard_metrics,
-                shared.upstream_ready.load(Ordering::Relaxed),
-            ),
+            metrics::render(&shared.shard_metrics, shared.upstream_ready.load(Ordering::Relaxed)),
         ),
         (Method::Get, "/rules") => {
             let rules = shared.rules.load();
-            (
-                200,
-                JSON,
-                serde_json::to_string(&rules.rules).unwrap_or_else(|_| "[]".into()),
-            )
+            (200, JSON, serde_json::to_string(&rules.rules).unwrap_or_else(|_| "[]".into()))
         }
-        _ => (
-            404,
-            JSON,
-            serde_json::json!({ "error": format!("no route for {method} {path}") }).to_string(),
-        ),
+        _ => (404, JSON, serde_json::json!({ "error": format!("no route for {method} {path}") }).to_string()),
     }
 }

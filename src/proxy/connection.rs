@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
 
 use super::frame::{self, REQUEST_PREFIX, RESPONSE_PREFIX, RequestPrefix};
-use super::inflight::{InFlight, InFlightQueue};
+use super::inflight::{Answer, InFlight, InFlightQueue};
 use super::lane::{Lane, LaneError, Router, Verdict};
 use super::rewrite;
 use crate::shard::Shard;
@@ -40,18 +40,13 @@ pub struct Connection<'a> {
     requests: Lane,
     responses: Lane,
     in_flight: InFlightQueue,
-    gathering: Option<InFlight>,
+    gathering: Option<Answer>,
     drain_key: u64,
     watching_drain: bool,
 }
 
 impl<'a> Connection<'a> {
-    pub fn new(
-        shard: &'a Rc<Shard>,
-        client: TcpStream,
-        broker: TcpStream,
-        drain_key: u64,
-    ) -> Connection<'a> {
+    pub fn new(shard: &'a Rc<Shard>, client: TcpStream, broker: TcpStream, drain_key: u64) -> Connection<'a> {
         let config = &shard.config;
         Connection {
             shard,
@@ -79,14 +74,8 @@ impl<'a> Connection<'a> {
         }
         let metrics = &self.shard.metrics;
         for _ in 0..BUDGET {
-            let mut router = RequestRouter {
-                shard: self.shard,
-                in_flight: &mut self.in_flight,
-            };
-            let up = match self
-                .requests
-                .step(&mut self.client, &mut self.broker, &mut router, cx)
-            {
+            let mut router = RequestRouter { shard: self.shard, in_flight: &mut self.in_flight };
+            let up = match self.requests.step(&mut self.client, &mut self.broker, &mut router, cx) {
                 Ok(progress) => progress,
                 Err(e) => return Poll::Ready(classify(e, End::ClientMalformed)),
             };
@@ -100,14 +89,10 @@ impl<'a> Connection<'a> {
                 in_flight: &mut self.in_flight,
                 gathering: &mut self.gathering,
             };
-            let down =
-                match self
-                    .responses
-                    .step(&mut self.broker, &mut self.client, &mut router, cx)
-                {
-                    Ok(progress) => progress,
-                    Err(e) => return Poll::Ready(classify(e, End::BrokerMalformed)),
-                };
+            let down = match self.responses.step(&mut self.broker, &mut self.client, &mut router, cx) {
+                Ok(progress) => progress,
+                Err(e) => return Poll::Ready(classify(e, End::BrokerMalformed)),
+            };
             metrics.bytes_from_brokers.add(down.read as u64);
             if self.responses.eof {
                 return Poll::Ready(End::BrokerClosed);
@@ -168,6 +153,8 @@ impl Router for RequestRouter<'_> {
                 api_version: request.api_version,
                 sent_at: Instant::now(),
             });
+        } else {
+            self.in_flight.push_silent(request.correlation_id);
         }
         Ok(Verdict::Forward)
     }
@@ -177,11 +164,12 @@ impl Router for RequestRouter<'_> {
     }
 }
 
-/// Broker to client: matches each response to its request and rewrites broker addresses.
+/// Broker to client: matches each response to its request, rewrites broker addresses, and
+/// swallows responses the client does not expect.
 struct ResponseRouter<'a> {
     shard: &'a Rc<Shard>,
     in_flight: &'a mut InFlightQueue,
-    gathering: &'a mut Option<InFlight>,
+    gathering: &'a mut Option<Answer>,
 }
 
 impl Router for ResponseRouter<'_> {
@@ -191,23 +179,26 @@ impl Router for ResponseRouter<'_> {
         let Some(correlation_id) = frame::response_correlation_id(head) else {
             return Ok(Verdict::NeedBytes(RESPONSE_PREFIX));
         };
-        let request = self.in_flight.complete(correlation_id)?;
+        let answer = self.in_flight.complete(correlation_id)?;
+        let Answer::Request(request) = answer else {
+            *self.gathering = Some(answer);
+            return Ok(Verdict::Whole);
+        };
         let micros = request.sent_at.elapsed().as_micros();
-        self.shard
-            .latency
-            .record(request.api_key, u64::try_from(micros).unwrap_or(u64::MAX));
+        self.shard.latency.record(request.api_key, u64::try_from(micros).unwrap_or(u64::MAX));
         if rewrite::needs_rewrite(request.api_key, request.api_version) {
-            *self.gathering = Some(request);
+            *self.gathering = Some(answer);
             return Ok(Verdict::Whole);
         }
         Ok(Verdict::Forward)
     }
 
     fn on_whole(&mut self, body: &[u8]) -> Result<BytesMut, String> {
-        let request = self
-            .gathering
-            .take()
-            .ok_or("gathered a response with no request")?;
+        let request = match self.gathering.take() {
+            Some(Answer::Request(request)) => request,
+            Some(Answer::Unexpected) => return Ok(BytesMut::new()),
+            None => return Err("gathered a response with no request".into()),
+        };
         let mut seen = Vec::new();
         let frame = rewrite::rewrite_response(
             request.api_key,
@@ -224,7 +215,5 @@ impl Router for ResponseRouter<'_> {
 
 /// Describes a peer for log lines.
 pub fn peer_name(stream: &TcpStream) -> String {
-    stream
-        .peer_addr()
-        .map_or_else(|_| "unknown peer".into(), |a: SocketAddr| a.to_string())
+    stream.peer_addr().map_or_else(|_| "unknown peer".into(), |a: SocketAddr| a.to_string())
 }

@@ -30,10 +30,7 @@ impl fmt::Display for FrameError {
                 write!(f, "frame of {size} bytes exceeds --max-frame-bytes {max}")
             }
             FrameError::TooSmall { size, min } => {
-                write!(
-                    f,
-                    "frame of {size} bytes is shorter than its {min}-byte header"
-                )
+                write!(f, "frame of {size} bytes is shorter than its {min}-byte header")
             }
             FrameError::BadHeader(why) => write!(f, "malformed header: {why}"),
         }
@@ -84,17 +81,13 @@ impl RequestPrefix {
 
 /// The correlation id at the start of a response body.
 pub fn response_correlation_id(body: &[u8]) -> Option<i32> {
-    body.first_chunk::<RESPONSE_PREFIX>()
-        .map(|b| i32::from_be_bytes(*b))
+    body.first_chunk::<RESPONSE_PREFIX>().map(|b| i32::from_be_bytes(*b))
 }
 
 /// Reads `acks` from a Produce request body, walking past client_id, the header's tagged fields
 /// (request header v2, Produce v9+) and transactional_id (v3+). `Ok(None)`: more bytes needed.
 pub fn produce_acks(body: &[u8], version: i16) -> Result<Option<i16>, FrameError> {
-    let mut cursor = Cursor {
-        buf: body,
-        pos: REQUEST_PREFIX,
-    };
+    let mut cursor = Cursor { buf: body, pos: REQUEST_PREFIX };
     let parsed = (|| {
         cursor.skip_nullable_string()?;
         if version >= 9 {
@@ -126,10 +119,7 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], Short> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or(Short::Invalid("length overflow"))?;
+        let end = self.pos.checked_add(n).ok_or(Short::Invalid("length overflow"))?;
         let bytes = self.buf.get(self.pos..end).ok_or(Short::NeedMore)?;
         self.pos = end;
         Ok(bytes)
@@ -179,12 +169,7 @@ impl Cursor<'_> {
 mod tests {
     use super::*;
 
-    fn produce_body(
-        version: i16,
-        client_id: &str,
-        transactional_id: Option<&str>,
-        acks: i16,
-    ) -> Vec<u8> {
+    fn produce_body(version: i16, client_id: &str, transactional_id: Option<&str>, acks: i16) -> Vec<u8> {
         let mut body = Vec::new();
         body.extend_from_slice(&PRODUCE.to_be_bytes());
         body.extend_from_slice(&version.to_be_bytes());
@@ -218,31 +203,16 @@ mod tests {
     fn length_prefix_is_bounded() {
         assert_eq!(body_len(&[0, 0], 8, 100), Ok(None));
         assert_eq!(body_len(&[0, 0, 0, 20, 1], 8, 100), Ok(Some(20)));
-        assert_eq!(
-            body_len(&[0xff, 0xff, 0xff, 0xff], 8, 100),
-            Err(FrameError::Negative(-1))
-        );
-        assert_eq!(
-            body_len(&[0, 0, 1, 0], 8, 100),
-            Err(FrameError::TooLarge {
-                size: 256,
-                max: 100
-            })
-        );
-        assert_eq!(
-            body_len(&[0, 0, 0, 3], 8, 100),
-            Err(FrameError::TooSmall { size: 3, min: 8 })
-        );
+        assert_eq!(body_len(&[0xff, 0xff, 0xff, 0xff], 8, 100), Err(FrameError::Negative(-1)));
+        assert_eq!(body_len(&[0, 0, 1, 0], 8, 100), Err(FrameError::TooLarge { size: 256, max: 100 }));
+        assert_eq!(body_len(&[0, 0, 0, 3], 8, 100), Err(FrameError::TooSmall { size: 3, min: 8 }));
     }
 
     #[test]
     fn request_prefix_reads_the_fixed_fields() {
         let body = produce_body(7, "me", None, 1);
         let prefix = RequestPrefix::parse(&body).unwrap();
-        assert_eq!(
-            (prefix.api_key, prefix.api_version, prefix.correlation_id),
-            (0, 7, 7)
-        );
+        assert_eq!((prefix.api_key, prefix.api_version, prefix.correlation_id), (0, 7, 7));
         assert!(RequestPrefix::parse(&body[..7]).is_none());
         assert_eq!(response_correlation_id(&[0, 0, 1, 2, 9]), Some(258));
     }
@@ -252,11 +222,7 @@ mod tests {
         for version in 0..=13 {
             for (txn, acks) in [(None, 0), (Some("txn-1"), -1), (None, 1)] {
                 let body = produce_body(version, "client-x", txn, acks);
-                assert_eq!(
-                    produce_acks(&body, version),
-                    Ok(Some(acks)),
-                    "v{version} {txn:?}"
-                );
+                assert_eq!(produce_acks(&body, version), Ok(Some(acks)), "v{version} {txn:?}");
             }
         }
     }
@@ -291,9 +257,6 @@ mod tests {
         let mut body = produce_body(9, "", None, 1);
         body.truncate(REQUEST_PREFIX + 2);
         body.extend_from_slice(&[0xff; 6]);
-        assert_eq!(
-            produce_acks(&body, 9),
-            Err(FrameError::BadHeader("varint longer than 5 bytes"))
-        );
+        assert_eq!(produce_acks(&body, 9), Err(FrameError::BadHeader("varint longer than 5 bytes")));
     }
 }

@@ -107,10 +107,7 @@ impl Lane {
 
     /// Nothing read is waiting to be sent.
     pub fn is_flushed(&self) -> bool {
-        self.start == self.ready
-            && self.replacement.is_none()
-            && self.whole.is_none()
-            && self.frame_left == 0
+        self.start == self.ready && self.replacement.is_none() && self.whole.is_none() && self.frame_left == 0
     }
 
     /// Judges frames, writes what is cleared, and reads once. Never blocks.
@@ -162,16 +159,11 @@ impl Lane {
                 return Ok(());
             };
             let head = &data[LENGTH_PREFIX..data.len().min(LENGTH_PREFIX + body_len)];
-            match router
-                .on_frame(body_len, head)
-                .map_err(LaneError::Protocol)?
-            {
+            match router.on_frame(body_len, head).map_err(LaneError::Protocol)? {
                 Verdict::Forward => self.frame_left = LENGTH_PREFIX + body_len,
                 Verdict::Whole => self.whole = Some(LENGTH_PREFIX + body_len),
                 Verdict::NeedBytes(_) if head.len() == body_len => {
-                    return Err(LaneError::Protocol(format!(
-                        "truncated header in a {body_len}-byte frame"
-                    )));
+                    return Err(LaneError::Protocol(format!("truncated header in a {body_len}-byte frame")));
                 }
                 Verdict::NeedBytes(_) | Verdict::Hold => return Ok(()),
             }
@@ -229,11 +221,7 @@ impl Lane {
     }
 
     /// Reads into the free tail, compacting or growing the buffer first when needed.
-    fn fill<S: AsyncRead + Unpin>(
-        &mut self,
-        src: &mut S,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<usize>> {
+    fn fill<S: AsyncRead + Unpin>(&mut self, src: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.start == self.end {
             (self.start, self.ready, self.end) = (0, 0, 0);
             if self.whole.is_none() && self.buf.len() > LANE_BUFFER {

@@ -29,10 +29,7 @@ pub struct BrokerPorts {
 
 impl BrokerPorts {
     pub fn new(advertised_host: &str, port_start: u16) -> BrokerPorts {
-        BrokerPorts {
-            advertised_host: StrBytes::from_string(advertised_host.to_owned()),
-            port_start,
-        }
+        BrokerPorts { advertised_host: StrBytes::from_string(advertised_host.to_owned()), port_start }
     }
 
     /// The kaos port for broker `node_id`, or `None` when it falls outside 1..=65535.
@@ -51,18 +48,9 @@ pub struct SeenBroker {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RewriteError {
-    Decode {
-        api: ApiKey,
-        version: i16,
-        why: String,
-    },
-    Unmappable {
-        node_id: i32,
-    },
-    UnsupportedVersion {
-        api: ApiKey,
-        version: i16,
-    },
+    Decode { api: ApiKey, version: i16, why: String },
+    Unmappable { node_id: i32 },
+    UnsupportedVersion { api: ApiKey, version: i16 },
 }
 
 impl std::fmt::Display for RewriteError {
@@ -72,10 +60,7 @@ impl std::fmt::Display for RewriteError {
                 write!(f, "cannot decode {api:?} v{version} response: {why}")
             }
             RewriteError::Unmappable { node_id } => {
-                write!(
-                    f,
-                    "broker node id {node_id} has no kaos port (port-start + 1 + id > 65535)"
-                )
+                write!(f, "broker node id {node_id} has no kaos port (port-start + 1 + id > 65535)")
             }
             RewriteError::UnsupportedVersion { api, version } => write!(
                 f,
@@ -88,12 +73,9 @@ impl std::fmt::Display for RewriteError {
 /// Whether responses to this request must be decoded and rewritten.
 pub fn needs_rewrite(api_key: i16, api_version: i16) -> bool {
     match ApiKey::try_from(api_key) {
-        Ok(
-            ApiKey::Metadata
-            | ApiKey::FindCoordinator
-            | ApiKey::DescribeCluster
-            | ApiKey::ApiVersions,
-        ) => true,
+        Ok(ApiKey::Metadata | ApiKey::FindCoordinator | ApiKey::DescribeCluster | ApiKey::ApiVersions) => {
+            true
+        }
         Ok(ApiKey::Produce) => api_version >= 10,
         Ok(ApiKey::Fetch) => api_version >= 16,
         _ => false,
@@ -117,16 +99,11 @@ pub fn rewrite_response(
         return cap_api_versions(api_version, body);
     }
     if !decodable(api, api_version) {
-        return Err(RewriteError::UnsupportedVersion {
-            api,
-            version: api_version,
-        });
+        return Err(RewriteError::UnsupportedVersion { api, version: api_version });
     }
     match api {
         ApiKey::Metadata => reencode(api, api_version, body, |m: &mut MetadataResponse| {
-            m.brokers
-                .iter_mut()
-                .try_for_each(|b| mapper.map(&mut b.node_id.0, &mut b.host, &mut b.port))
+            m.brokers.iter_mut().try_for_each(|b| mapper.map(&mut b.node_id.0, &mut b.host, &mut b.port))
         }),
         ApiKey::FindCoordinator => {
             reencode(api, api_version, body, |m: &mut FindCoordinatorResponse| {
@@ -139,13 +116,9 @@ pub fn rewrite_response(
                     .try_for_each(|c| mapper.map(&mut c.node_id.0, &mut c.host, &mut c.port))
             })
         }
-        ApiKey::DescribeCluster => {
-            reencode(api, api_version, body, |m: &mut DescribeClusterResponse| {
-                m.brokers
-                    .iter_mut()
-                    .try_for_each(|b| mapper.map(&mut b.broker_id.0, &mut b.host, &mut b.port))
-            })
-        }
+        ApiKey::DescribeCluster => reencode(api, api_version, body, |m: &mut DescribeClusterResponse| {
+            m.brokers.iter_mut().try_for_each(|b| mapper.map(&mut b.broker_id.0, &mut b.host, &mut b.port))
+        }),
         ApiKey::Produce => reencode(api, api_version, body, |m: &mut ProduceResponse| {
             m.node_endpoints
                 .iter_mut()
@@ -168,23 +141,13 @@ struct Mapper<'a> {
 impl Mapper<'_> {
     /// Points one (node id, host, port) triple at kaos. Negative ids mean "no broker"
     /// (for example a coordinator that is not available yet) and are left alone.
-    fn map(
-        &mut self,
-        node_id: &mut i32,
-        host: &mut StrBytes,
-        port: &mut i32,
-    ) -> Result<(), RewriteError> {
+    fn map(&mut self, node_id: &mut i32, host: &mut StrBytes, port: &mut i32) -> Result<(), RewriteError> {
         if *node_id < 0 {
             return Ok(());
         }
-        let kaos_port = self
-            .ports
-            .port_for(*node_id)
-            .ok_or(RewriteError::Unmappable { node_id: *node_id })?;
-        self.seen.push(SeenBroker {
-            node_id: *node_id,
-            address: format!("{}:{}", host.as_str(), port),
-        });
+        let kaos_port =
+            self.ports.port_for(*node_id).ok_or(RewriteError::Unmappable { node_id: *node_id })?;
+        self.seen.push(SeenBroker { node_id: *node_id, address: format!("{}:{}", host.as_str(), port) });
         *host = self.ports.advertised_host.clone();
         *port = i32::from(kaos_port);
         Ok(())
@@ -209,15 +172,8 @@ fn reencode<T: Decodable + Encodable>(
     })
 }
 
-fn decode_error<E: std::fmt::Display>(
-    api: ApiKey,
-    version: i16,
-) -> impl Fn(E) -> RewriteError + Copy {
-    move |e| RewriteError::Decode {
-        api,
-        version,
-        why: e.to_string(),
-    }
+fn decode_error<E: std::fmt::Display>(api: ApiKey, version: i16) -> impl Fn(E) -> RewriteError + Copy {
+    move |e| RewriteError::Decode { api, version, why: e.to_string() }
 }
 
 /// Encodes a response header and body as one length-prefixed frame.
@@ -230,8 +186,8 @@ pub fn encode_frame<T: Encodable>(
     fn text(e: impl std::fmt::Display) -> String {
         e.to_string()
     }
-    let size = header.compute_size(header_version).map_err(text)?
-        + message.compute_size(version).map_err(text)?;
+    let size =
+        header.compute_size(header_version).map_err(text)? + message.compute_size(version).map_err(text)?;
     let mut out = BytesMut::with_capacity(4 + size);
     out.put_i32(size as i32);
     header.encode(&mut out, header_version).map_err(text)?;
@@ -250,22 +206,14 @@ fn cap_api_versions(version: i16, mut body: Bytes) -> Result<BytesMut, RewriteEr
     }
     let decode_error = decode_error(api, version);
     let header = ResponseHeader::decode(&mut body, 0).map_err(decode_error)?;
-    let body_version = if body.get(..2) == Some(&UNSUPPORTED_VERSION.to_be_bytes()) {
-        0
-    } else {
-        version
-    };
+    let body_version = if body.get(..2) == Some(&UNSUPPORTED_VERSION.to_be_bytes()) { 0 } else { version };
     let mut message = ApiVersionsResponse::decode(&mut body, body_version).map_err(decode_error)?;
     for entry in &mut message.api_keys {
         if let Some(cap) = decode_cap(entry.api_key) {
             entry.max_version = entry.max_version.min(cap);
         }
     }
-    encode_frame(&header, 0, &message, body_version).map_err(|why| RewriteError::Decode {
-        api,
-        version,
-        why,
-    })
+    encode_frame(&header, 0, &message, body_version).map_err(|why| RewriteError::Decode { api, version, why })
 }
 
 fn decodable(api: ApiKey, version: i16) -> bool {
@@ -308,13 +256,7 @@ mod tests {
 
     fn body_of<T: Encodable>(api: ApiKey, version: i16, message: &T) -> Bytes {
         let header = ResponseHeader::default().with_correlation_id(42);
-        let frame = encode_frame(
-            &header,
-            api.response_header_version(version),
-            message,
-            version,
-        )
-        .unwrap();
+        let frame = encode_frame(&header, api.response_header_version(version), message, version).unwrap();
         frame.freeze().slice(4..)
     }
 
@@ -323,8 +265,7 @@ mod tests {
         let declared = i32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
         assert_eq!(declared, body.len() - 4, "length prefix");
         let _ = body.split_to(4);
-        let header =
-            ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
+        let header = ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
         assert_eq!(header.correlation_id, 42);
         T::decode(&mut body, version).unwrap()
     }
@@ -361,26 +302,14 @@ mod tests {
             )
             .unwrap();
             let out: MetadataResponse = decode(ApiKey::Metadata, version, frame);
-            let addresses: Vec<_> = out
-                .brokers
-                .iter()
-                .map(|b| (b.node_id.0, b.host.to_string(), b.port))
-                .collect();
+            let addresses: Vec<_> =
+                out.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
             assert_eq!(
                 addresses,
-                vec![
-                    (1, "kaos.local".into(), 6971),
-                    (2, "kaos.local".into(), 6972)
-                ],
+                vec![(1, "kaos.local".into(), 6971), (2, "kaos.local".into(), 6972)],
                 "v{version}"
             );
-            assert_eq!(
-                seen[1],
-                SeenBroker {
-                    node_id: 2,
-                    address: "kafka-2:9093".into()
-                }
-            );
+            assert_eq!(seen[1], SeenBroker { node_id: 2, address: "kafka-2:9093".into() });
         }
     }
 
@@ -421,10 +350,7 @@ mod tests {
                     (out.coordinators[0].host.as_str(), out.coordinators[0].port),
                     ("kaos.local", 6973)
                 );
-                assert_eq!(
-                    (out.coordinators[1].node_id.0, out.coordinators[1].port),
-                    (-1, -1)
-                );
+                assert_eq!((out.coordinators[1].node_id.0, out.coordinators[1].port), (-1, -1));
             }
         }
     }
@@ -436,47 +362,25 @@ mod tests {
             .with_host(StrBytes::from_static_str("kafka-5"))
             .with_port(9099);
         let response = ProduceResponse::default().with_node_endpoints(vec![endpoint]);
-        let frame = rewrite_response(
-            0,
-            10,
-            body_of(ApiKey::Produce, 10, &response),
-            &ports(),
-            &mut vec![],
-        )
-        .unwrap();
+        let frame =
+            rewrite_response(0, 10, body_of(ApiKey::Produce, 10, &response), &ports(), &mut vec![]).unwrap();
         let out: ProduceResponse = decode(ApiKey::Produce, 10, frame);
-        assert_eq!(
-            (
-                out.node_endpoints[0].host.as_str(),
-                out.node_endpoints[0].port
-            ),
-            ("kaos.local", 6975)
-        );
+        assert_eq!((out.node_endpoints[0].host.as_str(), out.node_endpoints[0].port), ("kaos.local", 6975));
         assert!(
-            needs_rewrite(0, 10)
-                && !needs_rewrite(0, 9)
-                && needs_rewrite(1, 16)
-                && !needs_rewrite(1, 15)
+            needs_rewrite(0, 10) && !needs_rewrite(0, 9) && needs_rewrite(1, 16) && !needs_rewrite(1, 15)
         );
     }
 
     #[test]
     fn api_versions_are_capped_at_what_kaos_decodes() {
-        let entry = |key: ApiKey, max| {
-            ApiVersion::default()
-                .with_api_key(key as i16)
-                .with_max_version(max)
-        };
+        let entry = |key: ApiKey, max| ApiVersion::default().with_api_key(key as i16).with_max_version(max);
         let response = ApiVersionsResponse::default().with_api_keys(vec![
             entry(ApiKey::Fetch, 17),
             entry(ApiKey::Metadata, 40),
             entry(ApiKey::JoinGroup, 40),
         ]);
         let header = ResponseHeader::default().with_correlation_id(42);
-        let body = encode_frame(&header, 0, &response, 3)
-            .unwrap()
-            .freeze()
-            .slice(4..);
+        let body = encode_frame(&header, 0, &response, 3).unwrap().freeze().slice(4..);
         let frame = rewrite_response(18, 3, body, &ports(), &mut vec![]).unwrap();
         let mut body = frame.freeze().slice(4..);
         ResponseHeader::decode(&mut body, 0).unwrap();
@@ -488,28 +392,10 @@ mod tests {
     #[test]
     fn unmappable_ids_and_undecodable_versions_fail_closed() {
         let response = MetadataResponse::default().with_brokers(vec![broker(90_000, "big", 1)]);
-        let error = rewrite_response(
-            3,
-            12,
-            body_of(ApiKey::Metadata, 12, &response),
-            &ports(),
-            &mut vec![],
-        );
-        assert_eq!(
-            error.unwrap_err(),
-            RewriteError::Unmappable { node_id: 90_000 }
-        );
-        let error = rewrite_response(
-            3,
-            99,
-            Bytes::from_static(&[0, 0, 0, 42]),
-            &ports(),
-            &mut vec![],
-        );
-        assert!(matches!(
-            error,
-            Err(RewriteError::UnsupportedVersion { .. })
-        ));
+        let error = rewrite_response(3, 12, body_of(ApiKey::Metadata, 12, &response), &ports(), &mut vec![]);
+        assert_eq!(error.unwrap_err(), RewriteError::Unmappable { node_id: 90_000 });
+        let error = rewrite_response(3, 99, Bytes::from_static(&[0, 0, 0, 42]), &ports(), &mut vec![]);
+        assert!(matches!(error, Err(RewriteError::UnsupportedVersion { .. })));
     }
 
     #[test]
@@ -517,22 +403,13 @@ mod tests {
         let response = MetadataResponse::default().with_brokers(vec![broker(1, "kafka-1", 9092)]);
         let body = body_of(ApiKey::Metadata, 12, &response);
         for cut in 0..body.len() {
-            assert!(
-                rewrite_response(3, 12, body.slice(..cut), &ports(), &mut vec![]).is_err(),
-                "cut {cut}"
-            );
+            assert!(rewrite_response(3, 12, body.slice(..cut), &ports(), &mut vec![]).is_err(), "cut {cut}");
         }
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..5_000 {
             let bytes: Vec<u8> = (0..rng.usize(0..80)).map(|_| rng.u8(..)).collect();
             for (key, version) in [(3, 12), (3, 0), (10, 4), (60, 1), (18, 3), (0, 10)] {
-                let _ = rewrite_response(
-                    key,
-                    version,
-                    Bytes::from(bytes.clone()),
-                    &ports(),
-                    &mut vec![],
-                );
+                let _ = rewrite_response(key, version, Bytes::from(bytes.clone()), &ports(), &mut vec![]);
             }
         }
     }

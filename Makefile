@@ -1,0 +1,72 @@
+# kaos: `make run` starts a local tansu broker with kaos in front of it; `make test` runs every test.
+#
+# Everything the tests and benchmarks need is installed on first use, idempotently, into
+# $(KAOS_CACHE) (outside the clone): tansu 0.6.0, librdkafka's rdkafka_performance and
+# rdkafka_example, and a Python venv with confluent-kafka and kafka-python.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+KAOS_CACHE ?= $(HOME)/.cache/kaos
+export KAOS_CACHE
+
+TANSU := $(KAOS_CACHE)/tansu/bin/tansu
+LIBRDKAFKA := $(KAOS_CACHE)/librdkafka-2.12.1
+RDKAFKA_PERFORMANCE := $(LIBRDKAFKA)/examples/rdkafka_performance
+VENV := $(KAOS_CACHE)/venv
+VENV_STAMP := $(VENV)/.kaos-requirements
+KAOS := target/release/kaos
+
+KAFKA_PORT ?= 9092
+PORT_START ?= 6969
+ADMIN_ADDR ?= 127.0.0.1:8888
+
+.PHONY: build deps test lint run bench clean-cache
+
+build:
+	$(CARGO) build --release --bins
+
+deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP)
+
+$(TANSU):
+	mkdir -p $(KAOS_CACHE)
+	@echo "Installing tansu 0.6.0 into $(KAOS_CACHE)/tansu (about 20 minutes the first time)"
+	$(CARGO) install tansu@0.6.0 --locked --no-default-features --features dynostore --root $(KAOS_CACHE)/tansu
+
+# librdkafka's own tools, built from the source the rdkafka-sys crate ships.
+$(RDKAFKA_PERFORMANCE):
+	$(CARGO) fetch --quiet
+	src=$$(ls -d $${CARGO_HOME:-$$HOME/.cargo}/registry/src/*/rdkafka-sys-4.10.0+2.12.1/librdkafka | head -n 1); \
+	rm -rf $(LIBRDKAFKA).tmp && cp -r "$$src" $(LIBRDKAFKA).tmp; \
+	cd $(LIBRDKAFKA).tmp && ./configure --disable-ssl --disable-gssapi --disable-curl --disable-zstd --disable-lz4-ext >/dev/null \
+		&& $(MAKE) -j2 libs >/dev/null && $(MAKE) -C examples rdkafka_performance rdkafka_example >/dev/null
+	rm -rf $(LIBRDKAFKA) && mv $(LIBRDKAFKA).tmp $(LIBRDKAFKA)
+
+$(VENV_STAMP): tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	cp tests/python/requirements.txt $(VENV_STAMP)
+
+test: deps
+	$(CARGO) build --release --bins
+	$(CARGO) test --release
+	KAOS_BIN=$(KAOS) TANSU_BIN=$(TANSU) $(VENV)/bin/python -m pytest -q tests/python
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+# A local broker on $(KAFKA_PORT) and kaos on $(PORT_START) (admin API on $(ADMIN_ADDR)).
+# Ctrl-C stops both.
+run: $(TANSU) build
+	@$(TANSU) broker --listener-url tcp://127.0.0.1:$(KAFKA_PORT) --advertised-listener-url tcp://127.0.0.1:$(KAFKA_PORT) \
+		--storage-engine memory://tansu/ > $(KAOS_CACHE)/tansu-run.log 2>&1 & tansu=$$!; \
+	trap 'kill $$tansu 2>/dev/null' EXIT; \
+	echo "tansu on 127.0.0.1:$(KAFKA_PORT) (pid $$tansu, log $(KAOS_CACHE)/tansu-run.log)"; \
+	$(KAOS) --bootstrap-servers 127.0.0.1:$(KAFKA_PORT) --port-start $(PORT_START) --admin-addr $(ADMIN_ADDR) || true
+
+bench: deps build
+	python3 benches/compare.py --kaos $(KAOS) --tansu $(TANSU) --perf $(RDKAFKA_PERFORMANCE)
+
+clean-cache:
+	rm -rf $(KAOS_CACHE)

@@ -1,0 +1,289 @@
+//! Test harness: a real tansu broker and a real kaos process per test, on free loopback ports,
+//! stopped (by PID) when the test ends, pass or fail.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// tansu always reports this node id.
+pub const TANSU_NODE_ID: i32 = 111;
+
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("KAOS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/kaos"))
+}
+
+fn tansu_bin() -> PathBuf {
+    std::env::var_os("TANSU_BIN").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("tansu/bin/tansu"))
+}
+
+fn log_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("logs");
+    std::fs::create_dir_all(&dir).expect("log dir");
+    dir
+}
+
+/// A loopback port that nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when dropped.
+struct Process {
+    child: Child,
+    name: String,
+}
+
+impl Process {
+    fn spawn(name: &str, command: &mut Command) -> Process {
+        let log =
+            std::fs::File::create(log_dir().join(format!("{name}-{}.log", std::process::id()))).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        Process { child, name: name.to_owned() }
+    }
+
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+    }
+
+    fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = &self.name;
+    }
+}
+
+/// A tansu broker with in-memory storage.
+pub struct Tansu {
+    process: Process,
+    pub port: u16,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        Tansu::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Tansu {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let process = Process::spawn(
+            &format!("tansu-{port}"),
+            Command::new(tansu_bin())
+                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/"]),
+        );
+        wait_until("tansu to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Tansu { process, port }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        self.process.stop();
+    }
+}
+
+/// A kaos process in front of `bootstrap`.
+pub struct Kaos {
+    process: Process,
+    pub port_start: u16,
+    pub admin_port: u16,
+}
+
+impl Kaos {
+    pub fn start(bootstrap: &str, extra: &[&str]) -> Kaos {
+        let kaos = Kaos::spawn(bootstrap, extra);
+        wait_until("kaos to be ready", Duration::from_secs(20), || kaos.get("/ready").0 == 200);
+        kaos
+    }
+
+    /// Starts kaos without waiting for the upstream cluster.
+    pub fn spawn(bootstrap: &str, extra: &[&str]) -> Kaos {
+        let (port_start, admin_port) = loop {
+            let port = free_port();
+            let broker_port = u32::from(port) + 1 + TANSU_NODE_ID as u32;
+            if broker_port < 65_000 && port_is_free(broker_port as u16) {
+                break (port, free_port());
+            }
+        };
+        let process = Process::spawn(
+            &format!("kaos-{port_start}"),
+            Command::new(env!("CARGO_BIN_EXE_kaos"))
+                .args(["--bootstrap-servers", bootstrap, "--port-start", &port_start.to_string()])
+                .args(["--admin-addr", &format!("127.0.0.1:{admin_port}"), "--log-level", "debug"])
+                .args(extra),
+        );
+        wait_until("kaos admin API", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+        });
+        Kaos { process, port_start, admin_port }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port_start)
+    }
+
+    pub fn broker_port(&self, node_id: i32) -> u16 {
+        (i32::from(self.port_start) + 1 + node_id) as u16
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_dir().join(format!(
+            "kaos-{}-{}.log",
+            self.port_start,
+            std::process::id()
+        )))
+        .unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin_port, path).unwrap_or((0, String::new()))
+    }
+
+    /// Sums a metric over its label sets whose labels contain `label_filter`.
+    pub fn metric(&self, name: &str, label_filter: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label_filter))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.process.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// A minimal HTTP/1.0 GET: (status, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A raw Kafka connection for checks no client library exposes.
+pub struct RawKafka {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl RawKafka {
+    pub fn connect(address: &str) -> RawKafka {
+        let stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("connect {address}: {e}"));
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        RawKafka { stream, next_correlation_id: 1 }
+    }
+
+    /// Sends one request and decodes its response.
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        self.send(api, version, correlation_id, request);
+        let mut body = self.read_frame().expect("a response");
+        let header_version =
+            if api == ApiKey::ApiVersions { 0 } else { api.response_header_version(version) };
+        let header = ResponseHeader::decode(&mut body, header_version).unwrap();
+        assert_eq!(header.correlation_id, correlation_id);
+        let response = Resp::decode(&mut body, version).unwrap();
+        assert!(!body.has_remaining(), "{api:?} v{version}: {} trailing bytes", body.remaining());
+        response
+    }
+
+    /// Sends one request without waiting for a response.
+    pub fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, correlation_id: i32, request: &Req) {
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("kaos-test")));
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        header.encode(&mut frame, api.request_header_version(version)).unwrap();
+        request.encode(&mut frame, version).unwrap();
+        let length = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&length.to_be_bytes());
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut length = [0u8; 4];
+        self.stream.read_exact(&mut length).ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(length) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+}
+
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = block_on(admin.create_topics([&topic], &options)).expect("create_topics");
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("create {topic}: {code:?}"));
+    }
+}
+
+/// Runs a future to completion on this thread (rdkafka's admin API is async).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    futures_lite::future::block_on(future)
+}

@@ -1,0 +1,117 @@
+"""Fixtures: a real tansu broker and a real kaos in front of it, on free loopback ports, stopped
+by PID when the test ends."""
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+TANSU_NODE_ID = 111
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_until(what, condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def http_status(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+class Process:
+    def __init__(self, name, args):
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+        self.popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def output(self):
+        with open(self.log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture
+def tansu():
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = Process("tansu", [os.environ["TANSU_BIN"], "broker", "--listener-url", url,
+                                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
+    try:
+        wait_until("tansu", lambda: listening(port))
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+class Kaos:
+    def __init__(self, bootstrap):
+        while True:
+            self.port_start = free_port()
+            self.broker_port = self.port_start + 1 + TANSU_NODE_ID
+            if self.broker_port < 65000 and port_is_free(self.broker_port):
+                break
+        self.admin = f"127.0.0.1:{free_port()}"
+        self.process = Process("kaos", [os.environ["KAOS_BIN"], "--bootstrap-servers", bootstrap,
+                                        "--port-start", str(self.port_start), "--admin-addr", self.admin,
+                                        "--shards", "2"])
+        wait_until("kaos to be ready", lambda: http_status(f"http://{self.admin}/ready") == 200)
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port_start}"
+
+    def addresses(self):
+        """Every address a client may legitimately dial."""
+        return {("127.0.0.1", self.port_start), ("127.0.0.1", self.broker_port)}
+
+
+@pytest.fixture
+def kaos(tansu):
+    proxy = Kaos(tansu)
+    try:
+        yield proxy
+    finally:
+        proxy.process.stop()
