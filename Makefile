@@ -50,7 +50,7 @@ $(VENV_STAMP): tests/python/requirements.txt
 test: deps
 	$(CARGO) build --release --bins
 	$(CARGO) test --release
-	KAOS_BIN=$(KAOS) TANSU_BIN=$(TANSU) $(VENV)/bin/python -m pytest -q tests/python
+	KAOS_BIN=$(KAOS) TANSU_BIN=$(TANSU) $(VENV)/bin/python -m pytest -q -p no:warnings tests/python
 
 lint:
 	$(CARGO) fmt --all -- --check
