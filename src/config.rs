@@ -59,6 +59,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks what clap cannot: a wildcard bind address is no address a client can dial.
+    pub fn validate(&self) -> Result<(), String> {
+        let wildcard = matches!(self.bind_host.as_str(), "0.0.0.0" | "::" | "[::]");
+        if wildcard && self.advertised_host.is_none() {
+            return Err(format!(
+                "--bind-host {} needs --advertised-host: the name clients should dial to reach kaos",
+                self.bind_host
+            ));
+        }
+        Ok(())
+    }
+
     pub fn advertised_host(&self) -> &str {
         self.advertised_host.as_deref().unwrap_or(&self.bind_host)
     }
@@ -104,5 +116,23 @@ mod tests {
             Config::parse_from(["kaos", "--bootstrap-servers", "a:1,b:2", "--bind-host", "127.0.0.9"]);
         assert_eq!(config.bootstrap_servers, vec!["a:1", "b:2"]);
         assert_eq!(config.advertised_host(), "127.0.0.9");
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn wildcard_bind_needs_an_advertised_host() {
+        let config = Config::parse_from(["kaos", "--bootstrap-servers", "a:1", "--bind-host", "0.0.0.0"]);
+        assert!(config.validate().unwrap_err().contains("--advertised-host"));
+        let config = Config::parse_from([
+            "kaos",
+            "--bootstrap-servers",
+            "a:1",
+            "--bind-host",
+            "0.0.0.0",
+            "--advertised-host",
+            "kaos.example",
+        ]);
+        assert_eq!(config.advertised_host(), "kaos.example");
+        assert_eq!(config.validate(), Ok(()));
     }
 }

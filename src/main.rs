@@ -30,6 +30,7 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Arc<Config>) -> Result<(), String> {
+    config.validate()?;
     let shards = config.shard_count();
     let shared = Arc::new(Shared::new(shards));
     let signalled = Arc::new(AtomicBool::new(false));

@@ -359,3 +359,40 @@ fn a_stray_response_to_acks_zero_never_reaches_the_client() {
         }
     }
 }
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_before_closing() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let tansu = Tansu::start();
+    let mut kaos = Kaos::start(&tansu.address(), &["--shutdown-timeout", "10s"]);
+    create_topic(&kaos.bootstrap(), "quiet", 1);
+    let partition = FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20);
+    let topic = FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_static_str("quiet")))
+        .with_partitions(vec![partition]);
+    // An empty partition: tansu holds this fetch for about max_wait_ms.
+    let fetch = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(1500)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![topic]);
+    let mut raw = RawKafka::connect(&format!("127.0.0.1:{}", kaos.broker_port(TANSU_NODE_ID)));
+    raw.send(ApiKey::Fetch, 4, 77, &fetch);
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let stopping = std::thread::spawn(move || {
+        let status = kaos.terminate();
+        (status, kaos.log())
+    });
+    let mut response = raw.read_frame().expect("the fetch in flight is answered during shutdown");
+    assert_eq!(i32::from_be_bytes(response[..4].try_into().unwrap()), 77);
+    let _ = bytes::Buf::copy_to_bytes(&mut response, 4);
+    let decoded = <FetchResponse as kafka_protocol::protocol::Decodable>::decode(&mut response, 4).unwrap();
+    assert_eq!(decoded.responses.len(), 1);
+    assert!(raw.read_frame().is_none(), "then the connection closes");
+    let (status, log) = stopping.join().unwrap();
+    assert!(status.expect("kaos exits").success());
+    assert!(started.elapsed() < Duration::from_secs(8), "drained well before the timeout: {log}");
+}
