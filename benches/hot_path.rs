@@ -9,7 +9,7 @@ use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, Metada
 use kafka_protocol::messages::{ApiKey, BrokerId, MetadataResponse, ResponseHeader, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kaos::proxy::frame::{RequestPrefix, body_len, produce_acks};
-use kaos::proxy::rewrite::{BrokerPorts, encode_frame, rewrite_response};
+use kaos::proxy::rewrite::{BrokerPorts, Learned, encode_frame, rewrite_response};
 
 fn produce_frame() -> Vec<u8> {
     let mut frame = vec![0, 0, 0x10, 0]; // 4 KiB body
@@ -66,8 +66,8 @@ fn metadata_rewrite(c: &mut Criterion) {
         let body = metadata_body(brokers, topics);
         c.bench_function(&format!("metadata rewrite ({brokers} brokers, {topics} topics)"), |b| {
             b.iter(|| {
-                let mut seen = Vec::new();
-                black_box(rewrite_response(3, 12, body.clone(), &ports, &mut seen).unwrap())
+                let mut learned = Learned::default();
+                black_box(rewrite_response(3, 12, body.clone(), &ports, &mut learned).unwrap())
             })
         });
     }

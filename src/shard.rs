@@ -17,7 +17,7 @@ use glommio::timer::sleep;
 use crate::config::Config;
 use crate::control::metrics::{LatencyRecorder, ShardMetrics};
 use crate::proxy::connection::{Connection, End, peer_name};
-use crate::proxy::rewrite::{BrokerPorts, SeenBroker};
+use crate::proxy::rewrite::{BrokerPorts, Learned, SeenBroker};
 use crate::shared::Shared;
 use crate::{debug, error, info, warn};
 
@@ -44,6 +44,8 @@ pub struct Shard {
     brokers: RefCell<BTreeMap<i32, String>>,
     /// Node ids this shard has a listener for.
     listening: RefCell<BTreeMap<i32, u16>>,
+    /// Topic names by topic id, from Metadata responses, for requests that name topics by id.
+    topic_names: RefCell<HashMap<[u8; 16], String>>,
     topology_generation: Cell<u64>,
     next_bootstrap: Cell<usize>,
 }
@@ -60,6 +62,7 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
         drain: Drain::default(),
         brokers: RefCell::default(),
         listening: RefCell::default(),
+        topic_names: RefCell::default(),
         topology_generation: Cell::new(u64::MAX),
         next_bootstrap: Cell::new(0),
     });
@@ -100,6 +103,27 @@ async fn housekeeping(shard: Rc<Shard>) {
 }
 
 impl Shard {
+    /// Takes in what a rewritten response revealed about the cluster.
+    pub fn learn(self: &Rc<Shard>, learned: &Learned) {
+        self.learn_brokers(&learned.brokers);
+        if !learned.topics.is_empty() {
+            let mut names = self.topic_names.borrow_mut();
+            for (id, name) in &learned.topics {
+                names.insert(*id, name.clone());
+            }
+        }
+    }
+
+    /// The name of a topic known by id.
+    pub fn topic_name(&self, id: &[u8; 16]) -> Option<String> {
+        self.topic_names.borrow().get(id).cloned()
+    }
+
+    /// The node id of the broker at `address`, if this shard knows it.
+    fn node_at(&self, address: &str) -> Option<i32> {
+        self.brokers.borrow().iter().find(|(_, known)| known.as_str() == address).map(|(&id, _)| id)
+    }
+
     /// Records real broker addresses and opens a port for each broker this shard has not served
     /// yet. Runs before a rewritten response leaves, so a client never dials a port that is not
     /// open.
@@ -163,7 +187,8 @@ impl Shard {
         Ok(())
     }
 
-    async fn connect_upstream(&self, target: Target) -> Result<TcpStream, String> {
+    /// Connects to the broker behind `target`; returns the stream and the broker's node id.
+    async fn connect_upstream(&self, target: Target) -> Result<(TcpStream, Option<i32>), String> {
         let candidates: Vec<String> = match target {
             Target::Broker(node_id) => {
                 let known = self.brokers.borrow().get(&node_id).cloned();
@@ -188,7 +213,13 @@ impl Shard {
                 Err(e) => Err(e),
             };
             match attempt {
-                Ok(stream) => return Ok(stream),
+                Ok(stream) => {
+                    let node = match target {
+                        Target::Broker(node_id) => Some(node_id),
+                        Target::Bootstrap => self.node_at(&address),
+                    };
+                    return Ok((stream, node));
+                }
                 Err(e) => failures.push(format!("{address}: {e}")),
             }
         }
@@ -220,12 +251,12 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
             metrics.upstream_connect_failures.add(1);
             warn!("closing client {peer}: upstream {target:?} unreachable: {why}");
         }
-        Ok(broker) => {
+        Ok((broker, node)) => {
             let _ = client.set_nodelay(true);
             let _ = broker.set_nodelay(true);
             let upstream = peer_name(&broker);
             let key = shard.drain.key();
-            match Connection::new(&shard, client, broker, key).run().await {
+            match Connection::new(&shard, client, broker, node, key).run().await {
                 End::ClientClosed => debug!("client {peer} closed; closed broker side {upstream}"),
                 End::Drained => debug!("client {peer} drained for shutdown"),
                 End::BrokerClosed => {

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::ApiKey;
 
+use crate::chaos::{Effect, Feature};
+
 /// API keys 0..API_KEY_SLOTS get their own counters; anything else is counted as "other".
 pub const API_KEY_SLOTS: usize = 128;
 const LATENCY_BUCKETS_US: [u64; 16] = [
@@ -43,7 +45,15 @@ pub struct ShardMetrics {
     pub connections_rejected: Counter,
     requests: Box<[Counter]>,
     latency: Mutex<Vec<Option<Histogram<u64>>>>,
+    /// Per chaos feature (`Feature::index`): requests affected, records changed, latency added.
+    pub chaos_affected: [Counter; FEATURES],
+    pub chaos_records_changed: [Counter; FEATURES],
+    pub chaos_latency_added_ms: [Counter; FEATURES],
+    /// Requests a matching rule could not act on: a version kaos cannot decode, passed untouched.
+    pub chaos_undecodable: Counter,
 }
+
+const FEATURES: usize = Feature::ALL.len();
 
 impl Default for ShardMetrics {
     fn default() -> Self {
@@ -56,6 +66,10 @@ impl Default for ShardMetrics {
             connections_rejected: Counter::default(),
             requests: (0..=API_KEY_SLOTS).map(|_| Counter::default()).collect(),
             latency: Mutex::new(vec![None; API_KEY_SLOTS]),
+            chaos_affected: Default::default(),
+            chaos_records_changed: Default::default(),
+            chaos_latency_added_ms: Default::default(),
+            chaos_undecodable: Counter::default(),
         }
     }
 }
@@ -67,6 +81,19 @@ fn slot(api_key: i16) -> usize {
 impl ShardMetrics {
     pub fn count_request(&self, api_key: i16) {
         self.requests[slot(api_key)].add(1);
+    }
+
+    /// Counts one fault acting on one request.
+    pub fn count_effect(&self, feature: Feature, effect: &Effect) {
+        let index = feature.index();
+        self.chaos_affected[index].add(1);
+        match effect {
+            Effect::Delay(delay) | Effect::Fail { after: delay, .. } => {
+                self.chaos_latency_added_ms[index].add(delay.as_millis() as u64)
+            }
+            Effect::Rewrote(records) => self.chaos_records_changed[index].add(*records),
+            Effect::Duplicate => {}
+        }
     }
 }
 
@@ -171,12 +198,41 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], upstream_ready: bool) -> 
         }
     }
     render_latency(&mut out, shards);
+    render_chaos(&mut out, shards);
     let _ = writeln!(
         out,
         "# HELP kaos_upstream_ready 1 when the upstream cluster answers Metadata.\n# TYPE kaos_upstream_ready gauge"
     );
     let _ = writeln!(out, "kaos_upstream_ready {}", u8::from(upstream_ready));
     out
+}
+
+fn render_chaos(out: &mut String, shards: &[std::sync::Arc<ShardMetrics>]) {
+    type FeatureSeries = (&'static str, &'static str, fn(&ShardMetrics) -> &[Counter; FEATURES]);
+    let series: [FeatureSeries; 3] = [
+        ("kaos_chaos_requests_affected_total", "Requests a chaos fault acted on.", |m| &m.chaos_affected),
+        ("kaos_chaos_records_changed_total", "Records a chaos fault rewrote.", |m| &m.chaos_records_changed),
+        ("kaos_chaos_latency_added_ms_total", "Milliseconds of delay chaos added.", |m| {
+            &m.chaos_latency_added_ms
+        }),
+    ];
+    for (name, help, counters) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for feature in Feature::ALL {
+            let total: u64 = shards.iter().map(|m| counters(m)[feature.index()].get()).sum();
+            let _ = writeln!(out, "{name}{{feature=\"{}\"}} {total}", feature.name());
+        }
+    }
+    let name = "kaos_chaos_undecodable_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Requests a matching rule skipped: a version kaos cannot decode, relayed untouched."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE {name} counter\n{name} {}",
+        shards.iter().map(|m| m.chaos_undecodable.get()).sum::<u64>()
+    );
 }
 
 fn render_latency(out: &mut String, shards: &[std::sync::Arc<ShardMetrics>]) {

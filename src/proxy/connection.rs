@@ -1,21 +1,30 @@
 //! One proxied client connection: a single task drives both lanes (client to broker, broker to
 //! client) from one `poll`, so the in-flight queue needs no sharing and a frame costs no wake-up
-//! of a second task.
+//! of a second task. Chaos enters here: the request router asks the rules what to do with each
+//! request, and the in-flight queue keeps every response, local or relayed, in request order.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use arc_swap::{ArcSwap, Cache};
 use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
+use glommio::timer::Timer;
 
-use super::frame::{self, REQUEST_PREFIX, RESPONSE_PREFIX, RequestPrefix};
-use super::inflight::{Answer, InFlight, InFlightQueue};
-use super::lane::{Lane, LaneError, Router, Verdict};
-use super::rewrite;
+use super::frame::{self, LENGTH_PREFIX, REQUEST_PREFIX, RESPONSE_PREFIX, RequestPrefix};
+use super::identity::Identity;
+use super::inflight::{Answer, InFlight, InFlightQueue, Reply};
+use super::lane::{Emit, Lane, LaneError, Router, Verdict};
+use super::rewrite::{self, Learned, with_length_prefix};
+use crate::chaos::RuleSet;
+use crate::chaos::plan::{Plan, Scope};
 use crate::shard::Shard;
+use crate::warn;
 
 /// Iterations of the connection loop before it yields to other tasks on the shard.
 const BUDGET: usize = 32;
@@ -40,13 +49,47 @@ pub struct Connection<'a> {
     requests: Lane,
     responses: Lane,
     in_flight: InFlightQueue,
-    gathering: Option<Answer>,
+    request_side: RequestSide<'a>,
+    gathering: Option<Gathering>,
+    timer: Option<(Instant, Timer)>,
     drain_key: u64,
     watching_drain: bool,
 }
 
+/// What the request router keeps between frames.
+struct RequestSide<'a> {
+    rules: Cache<&'a ArcSwap<RuleSet>, Arc<RuleSet>>,
+    identity: Identity,
+    node: Option<i32>,
+    rng: fastrand::Rng,
+    /// The request being gathered whole, and why.
+    pending: Option<Pending>,
+    /// Correlation ids for duplicates: negative, apart from the client's.
+    next_copy_id: i32,
+}
+
+struct Pending {
+    request: RequestPrefix,
+    expects_response: bool,
+    plan: Option<Plan>,
+}
+
+/// Why a response is being gathered whole.
+enum Gathering {
+    /// The client must not see it.
+    Drop,
+    /// Relay it, rewritten if it carries addresses, not before `release`.
+    Relay { request: InFlight, release: Option<Instant> },
+}
+
 impl<'a> Connection<'a> {
-    pub fn new(shard: &'a Rc<Shard>, client: TcpStream, broker: TcpStream, drain_key: u64) -> Connection<'a> {
+    pub fn new(
+        shard: &'a Rc<Shard>,
+        client: TcpStream,
+        broker: TcpStream,
+        node: Option<i32>,
+        drain_key: u64,
+    ) -> Connection<'a> {
         let config = &shard.config;
         Connection {
             shard,
@@ -55,7 +98,16 @@ impl<'a> Connection<'a> {
             requests: Lane::new(config.max_frame_bytes),
             responses: Lane::new(config.max_frame_bytes),
             in_flight: InFlightQueue::new(config.max_in_flight),
+            request_side: RequestSide {
+                rules: Cache::new(&shard.shared.rules),
+                identity: Identity::default(),
+                node,
+                rng: fastrand::Rng::new(),
+                pending: None,
+                next_copy_id: i32::MIN,
+            },
             gathering: None,
+            timer: None,
             drain_key,
             watching_drain: false,
         }
@@ -74,7 +126,11 @@ impl<'a> Connection<'a> {
         }
         let metrics = &self.shard.metrics;
         for _ in 0..BUDGET {
-            let mut router = RequestRouter { shard: self.shard, in_flight: &mut self.in_flight };
+            let mut router = RequestRouter {
+                shard: self.shard,
+                in_flight: &mut self.in_flight,
+                side: &mut self.request_side,
+            };
             let up = match self.requests.step(&mut self.client, &mut self.broker, &mut router, cx) {
                 Ok(progress) => progress,
                 Err(e) => return Poll::Ready(classify(e, End::ClientMalformed)),
@@ -82,6 +138,13 @@ impl<'a> Connection<'a> {
             metrics.bytes_from_clients.add(up.read as u64);
             if self.requests.eof {
                 return Poll::Ready(End::ClientClosed);
+            }
+
+            // kaos's own answers leave when they reach the front of the queue.
+            let mut injected = false;
+            while self.in_flight.front_is_local() && self.responses.is_flushed() {
+                let (frame, ready_at) = self.in_flight.take_local().expect("front is local");
+                injected |= self.responses.inject(Emit { frames: vec![frame], not_before: Some(ready_at) });
             }
 
             let mut router = ResponseRouter {
@@ -105,12 +168,34 @@ impl<'a> Connection<'a> {
             {
                 return Poll::Ready(End::Drained);
             }
-            if !up.any() && !down.any() {
+            if !up.any() && !down.any() && !injected && !self.timer_fired(cx) {
                 return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Arms a timer for the earliest held lane; true when that moment has already come.
+    fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = match (self.requests.held_until(), self.responses.held_until()) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => {
+                self.timer = None;
+                return false;
+            }
+        };
+        if self.timer.as_ref().is_none_or(|(at, _)| *at != deadline) {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            self.timer = Some((deadline, Timer::new(wait)));
+        }
+        let (_, timer) = self.timer.as_mut().expect("armed above");
+        if Pin::new(timer).poll(cx).is_ready() {
+            self.timer = None;
+            return true;
+        }
+        false
     }
 }
 
@@ -121,13 +206,42 @@ fn classify(error: LaneError, malformed: fn(String) -> End) -> End {
     }
 }
 
-/// Client to broker: tracks every request that expects a response.
-struct RequestRouter<'a> {
-    shard: &'a Shard,
-    in_flight: &'a mut InFlightQueue,
+/// Client to broker: tracks every request that expects a response, and applies chaos.
+struct RequestRouter<'a, 'b> {
+    shard: &'a Rc<Shard>,
+    in_flight: &'b mut InFlightQueue,
+    side: &'b mut RequestSide<'a>,
 }
 
-impl Router for RequestRouter<'_> {
+impl RequestRouter<'_, '_> {
+    fn push(&mut self, request: RequestPrefix, expects_response: bool, reply: Reply) {
+        if expects_response {
+            self.in_flight.push(InFlight {
+                correlation_id: request.correlation_id,
+                api_key: request.api_key,
+                api_version: request.api_version,
+                sent_at: Instant::now(),
+                reply,
+            });
+        } else {
+            self.in_flight.push_silent(request.correlation_id);
+        }
+    }
+
+    /// A copy of `frame` under a correlation id of kaos's own, tracked so its response is dropped.
+    fn duplicate(&mut self, frame: &BytesMut, request: RequestPrefix, expects_response: bool) -> BytesMut {
+        let id = self.side.next_copy_id;
+        self.side.next_copy_id = if id == -1 { i32::MIN } else { id + 1 };
+        let mut copy = frame.clone();
+        let at = LENGTH_PREFIX + 4;
+        copy[at..at + 4].copy_from_slice(&id.to_be_bytes());
+        let copy_request = RequestPrefix { correlation_id: id, ..request };
+        self.push(copy_request, expects_response, Reply::Swallow);
+        copy
+    }
+}
+
+impl Router for RequestRouter<'_, '_> {
     const MIN_BODY: usize = REQUEST_PREFIX;
 
     fn on_frame(&mut self, _body_len: usize, head: &[u8]) -> Result<Verdict, String> {
@@ -146,70 +260,130 @@ impl Router for RequestRouter<'_> {
             true
         };
         self.shard.metrics.count_request(request.api_key);
-        if expects_response {
-            self.in_flight.push(InFlight {
-                correlation_id: request.correlation_id,
-                api_key: request.api_key,
-                api_version: request.api_version,
-                sent_at: Instant::now(),
-            });
-        } else {
-            self.in_flight.push_silent(request.correlation_id);
+        let side = &mut *self.side;
+        let scope = Scope { user: side.identity.user(), node: side.node };
+        let plan = Plan::decide(side.rules.load(), request.api_key, scope, &mut side.rng);
+        if plan.is_none() && !Identity::is_revealing(request.api_key) {
+            self.push(request, expects_response, Reply::Upstream { delay: Duration::ZERO });
+            return Ok(Verdict::Forward);
         }
-        Ok(Verdict::Forward)
+        side.pending = Some(Pending { request, expects_response, plan });
+        Ok(Verdict::Whole)
     }
 
-    fn on_whole(&mut self, _body: &[u8]) -> Result<BytesMut, String> {
-        Err("requests are never gathered".into())
+    fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String> {
+        let Pending { request, expects_response, plan } =
+            self.side.pending.take().ok_or("gathered a request with no plan")?;
+        if Identity::is_revealing(request.api_key) {
+            self.side.identity.observe(request, body);
+        }
+        let upstream = Reply::Upstream { delay: Duration::ZERO };
+        let Some(plan) = plan else {
+            self.push(request, expects_response, upstream);
+            return Ok(Emit::now(with_length_prefix(body)));
+        };
+        let shard = self.shard;
+        let topic_by_id = |id: &[u8; 16]| shard.topic_name(id);
+        let outcome = match plan.carry_out(request, body, &topic_by_id, &mut self.side.rng) {
+            Ok(outcome) => outcome,
+            Err(why) => {
+                shard.metrics.chaos_undecodable.add(1);
+                warn!("chaos rule skipped, request relayed untouched: {}", why.0);
+                self.push(request, expects_response, upstream);
+                return Ok(Emit::now(with_length_prefix(body)));
+            }
+        };
+        for (feature, effect) in &outcome.applied {
+            shard.metrics.count_effect(*feature, effect);
+        }
+        let now = Instant::now();
+        if let Some((answer, after)) = outcome.answer {
+            // Not forwarded: kaos answers in the request's place (nothing at all under acks=0).
+            if expects_response {
+                self.push(request, true, Reply::Local { frame: answer, ready_at: now + after });
+            }
+            return Ok(Emit::default());
+        }
+        let frame = outcome.rewritten.unwrap_or_else(|| with_length_prefix(body));
+        self.push(request, expects_response, Reply::Upstream { delay: outcome.response_delay });
+        let mut frames = vec![];
+        if outcome.duplicate {
+            let copy = self.duplicate(&frame, request, expects_response);
+            frames.push(frame);
+            frames.push(copy);
+        } else {
+            frames.push(frame);
+        }
+        let not_before = (!outcome.request_delay.is_zero()).then(|| now + outcome.request_delay);
+        Ok(Emit { frames, not_before })
     }
 }
 
-/// Broker to client: matches each response to its request, rewrites broker addresses, and
-/// swallows responses the client does not expect.
-struct ResponseRouter<'a> {
+/// Broker to client: matches each response to its request, rewrites broker addresses, holds
+/// delayed responses, and drops responses the client must not see.
+struct ResponseRouter<'a, 'b> {
     shard: &'a Rc<Shard>,
-    in_flight: &'a mut InFlightQueue,
-    gathering: &'a mut Option<Answer>,
+    in_flight: &'b mut InFlightQueue,
+    gathering: &'b mut Option<Gathering>,
 }
 
-impl Router for ResponseRouter<'_> {
+impl Router for ResponseRouter<'_, '_> {
     const MIN_BODY: usize = RESPONSE_PREFIX;
 
     fn on_frame(&mut self, _body_len: usize, head: &[u8]) -> Result<Verdict, String> {
+        if self.in_flight.front_is_local() {
+            return Ok(Verdict::Hold);
+        }
         let Some(correlation_id) = frame::response_correlation_id(head) else {
             return Ok(Verdict::NeedBytes(RESPONSE_PREFIX));
         };
-        let answer = self.in_flight.complete(correlation_id)?;
-        let Answer::Request(request) = answer else {
-            *self.gathering = Some(answer);
-            return Ok(Verdict::Whole);
+        let request = match self.in_flight.complete(correlation_id)? {
+            Answer::Unexpected => {
+                *self.gathering = Some(Gathering::Drop);
+                return Ok(Verdict::Whole);
+            }
+            Answer::Request(request) => request,
         };
         let micros = request.sent_at.elapsed().as_micros();
         self.shard.latency.record(request.api_key, u64::try_from(micros).unwrap_or(u64::MAX));
-        if rewrite::needs_rewrite(request.api_key, request.api_version) {
-            *self.gathering = Some(answer);
-            return Ok(Verdict::Whole);
+        let delay = match request.reply {
+            Reply::Swallow => {
+                *self.gathering = Some(Gathering::Drop);
+                return Ok(Verdict::Whole);
+            }
+            Reply::Upstream { delay } => delay,
+            Reply::Local { .. } => return Err("a local answer reached the broker side".into()),
+        };
+        if delay.is_zero() && !rewrite::needs_rewrite(request.api_key, request.api_version) {
+            return Ok(Verdict::Forward);
         }
-        Ok(Verdict::Forward)
+        let release = (!delay.is_zero()).then(|| Instant::now() + delay);
+        *self.gathering = Some(Gathering::Relay { request, release });
+        Ok(Verdict::Whole)
     }
 
-    fn on_whole(&mut self, body: &[u8]) -> Result<BytesMut, String> {
-        let request = match self.gathering.take() {
-            Some(Answer::Request(request)) => request,
-            Some(Answer::Unexpected) => return Ok(BytesMut::new()),
+    fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String> {
+        let (request, release) = match self.gathering.take() {
+            Some(Gathering::Relay { request, release }) => (request, release),
+            Some(Gathering::Drop) => return Ok(Emit::default()),
             None => return Err("gathered a response with no request".into()),
         };
-        let mut seen = Vec::new();
-        let frame = rewrite::rewrite_response(
-            request.api_key,
-            request.api_version,
-            Bytes::copy_from_slice(body),
-            &self.shard.ports,
-            &mut seen,
-        )
-        .map_err(|e| e.to_string())?;
-        self.shard.learn_brokers(&seen);
-        Ok(frame)
+        let frame = if rewrite::needs_rewrite(request.api_key, request.api_version) {
+            let mut learned = Learned::default();
+            let frame = rewrite::rewrite_response(
+                request.api_key,
+                request.api_version,
+                Bytes::copy_from_slice(body),
+                &self.shard.ports,
+                &mut learned,
+            )
+            .map_err(|e| e.to_string())?;
+            self.shard.learn(&learned);
+            frame
+        } else {
+            with_length_prefix(body)
+        };
+        Ok(Emit { frames: vec![frame], not_before: release })
     }
 }
 

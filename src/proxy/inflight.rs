@@ -1,26 +1,41 @@
-//! Requests forwarded upstream and still owed a response, oldest first.
+//! Requests owed a response, oldest first.
 //!
 //! Kafka answers the requests of one connection in order, so the queue's front is always the
-//! request the next response belongs to. The queue is the single authority on response order:
-//! a request answered locally or held back (chaos) takes its place here like any other.
+//! request the next response belongs to. The queue is also the single authority on response
+//! order when kaos answers a request itself (chaos): that request keeps its place here, and its
+//! answer is sent only when it reaches the front.
 //!
 //! Produce with acks=0 expects no response and takes no place in the queue. Some brokers (tansu)
 //! answer it anyway; the last few such correlation ids are remembered so that their stray
 //! responses are recognised and swallowed instead of confusing the client.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy)]
+use bytes::BytesMut;
+
+/// How many acks=0 correlation ids are remembered.
+const SILENT_MEMORY: usize = 256;
+
+/// Who answers a request, and how.
+#[derive(Debug)]
+pub enum Reply {
+    /// The broker answers; its response is held `delay` before it goes to the client.
+    Upstream { delay: Duration },
+    /// kaos answers with `frame` (length prefix included) once `ready_at` has passed.
+    Local { frame: BytesMut, ready_at: Instant },
+    /// The broker answers a copy kaos made; the client never sees that response.
+    Swallow,
+}
+
+#[derive(Debug)]
 pub struct InFlight {
     pub correlation_id: i32,
     pub api_key: i16,
     pub api_version: i16,
     pub sent_at: Instant,
+    pub reply: Reply,
 }
-
-/// How many acks=0 correlation ids are remembered.
-const SILENT_MEMORY: usize = 256;
 
 #[derive(Debug)]
 pub struct InFlightQueue {
@@ -29,8 +44,8 @@ pub struct InFlightQueue {
     limit: usize,
 }
 
-/// What a response answers.
-#[derive(Debug, Clone, Copy)]
+/// What a response from the broker answers.
+#[derive(Debug)]
 pub enum Answer {
     Request(InFlight),
     /// A response to an acks=0 produce, which the client does not expect.
@@ -66,9 +81,29 @@ impl InFlightQueue {
         self.silent.push_back(correlation_id);
     }
 
-    /// Takes the oldest request, which must carry the response's correlation id.
+    /// Whether the oldest request is answered by kaos, so broker responses must wait.
+    pub fn front_is_local(&self) -> bool {
+        matches!(self.entries.front(), Some(InFlight { reply: Reply::Local { .. }, .. }))
+    }
+
+    /// Takes the oldest request if kaos answers it: its frame and when it may leave.
+    pub fn take_local(&mut self) -> Option<(BytesMut, Instant)> {
+        if !self.front_is_local() {
+            return None;
+        }
+        match self.entries.pop_front()?.reply {
+            Reply::Local { frame, ready_at } => Some((frame, ready_at)),
+            _ => None,
+        }
+    }
+
+    /// Takes the oldest request, which must carry the broker response's correlation id.
     pub fn complete(&mut self, correlation_id: i32) -> Result<Answer, String> {
-        if self.entries.front().is_some_and(|oldest| oldest.correlation_id == correlation_id) {
+        if self
+            .entries
+            .front()
+            .is_some_and(|oldest| oldest.correlation_id == correlation_id && !self.front_is_local())
+        {
             return Ok(Answer::Request(self.entries.pop_front().expect("front exists")));
         }
         if let Some(index) = self.silent.iter().position(|&id| id == correlation_id) {
@@ -90,7 +125,13 @@ mod tests {
     use super::*;
 
     fn request(correlation_id: i32) -> InFlight {
-        InFlight { correlation_id, api_key: 3, api_version: 12, sent_at: Instant::now() }
+        InFlight {
+            correlation_id,
+            api_key: 3,
+            api_version: 12,
+            sent_at: Instant::now(),
+            reply: Reply::Upstream { delay: Duration::ZERO },
+        }
     }
 
     #[test]
@@ -104,6 +145,23 @@ mod tests {
         assert!(matches!(queue.complete(1), Ok(Answer::Request(r)) if r.correlation_id == 1));
         assert!(matches!(queue.complete(2), Ok(Answer::Request(r)) if r.correlation_id == 2));
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn local_answers_keep_their_place() {
+        let mut queue = InFlightQueue::new(8);
+        queue.push(request(1));
+        queue.push(InFlight {
+            reply: Reply::Local { frame: BytesMut::from(&b"local"[..]), ready_at: Instant::now() },
+            ..request(2)
+        });
+        queue.push(request(3));
+        assert!(queue.take_local().is_none(), "request 1 is still owed by the broker");
+        assert!(matches!(queue.complete(1), Ok(Answer::Request(_))));
+        assert!(queue.front_is_local());
+        assert!(queue.complete(3).is_err(), "the broker's next response waits behind the local answer");
+        assert_eq!(&queue.take_local().unwrap().0[..], b"local");
+        assert!(matches!(queue.complete(3), Ok(Answer::Request(_))));
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //!
 //! A frame the router lets pass is streamed through as it arrives (cut-through): kaos never
 //! buffers it whole, and consecutive frames leave in one `send`. A frame the router wants to see
-//! whole (to rewrite it) is gathered, handed to the router, and its replacement written in its
-//! place. Reads are large so that one `recv` usually carries many frames.
+//! whole (to rewrite, answer or delay it) is gathered, handed to the router, and what the router
+//! emits in its place is written there, possibly after a delay that holds back everything behind
+//! it. Reads are large so that one `recv` usually carries many frames.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -39,9 +42,22 @@ pub trait Router {
     /// Called at each frame boundary with the body length and the body bytes buffered so far.
     fn on_frame(&mut self, body_len: usize, head: &[u8]) -> Result<Verdict, String>;
 
-    /// Called with the complete body of a frame judged `Whole`; returns the frame to send
-    /// instead, length prefix included.
-    fn on_whole(&mut self, body: &[u8]) -> Result<BytesMut, String>;
+    /// Called with the complete body of a frame judged `Whole`; returns what to send instead.
+    fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String>;
+}
+
+/// Frames (length prefix included) to send in place of a gathered frame: none, to drop it; two,
+/// to duplicate it. Nothing behind them leaves before `not_before`.
+#[derive(Debug, Default)]
+pub struct Emit {
+    pub frames: Vec<BytesMut>,
+    pub not_before: Option<Instant>,
+}
+
+impl Emit {
+    pub fn now(frame: BytesMut) -> Emit {
+        Emit { frames: vec![frame], not_before: None }
+    }
 }
 
 #[derive(Debug)]
@@ -72,7 +88,11 @@ pub struct Lane {
     frame_left: usize,
     /// Size, prefix included, of the frame at `ready` that must be gathered whole.
     whole: Option<usize>,
-    replacement: Option<(BytesMut, usize)>,
+    /// Emitted frames waiting to be written, and how much of the first is written.
+    emitted: VecDeque<BytesMut>,
+    emitted_written: usize,
+    /// Nothing is written before this instant.
+    not_before: Option<Instant>,
     max_frame: usize,
     pub eof: bool,
 }
@@ -99,7 +119,9 @@ impl Lane {
             end: 0,
             frame_left: 0,
             whole: None,
-            replacement: None,
+            emitted: VecDeque::new(),
+            emitted_written: 0,
+            not_before: None,
             max_frame,
             eof: false,
         }
@@ -107,7 +129,33 @@ impl Lane {
 
     /// Nothing read is waiting to be sent.
     pub fn is_flushed(&self) -> bool {
-        self.start == self.ready && self.replacement.is_none() && self.whole.is_none() && self.frame_left == 0
+        self.start == self.ready
+            && self.emitted.is_empty()
+            && self.not_before.is_none()
+            && self.whole.is_none()
+            && self.frame_left == 0
+    }
+
+    /// When the lane is waiting for a delay to pass.
+    pub fn held_until(&self) -> Option<Instant> {
+        self.not_before
+    }
+
+    /// Sends frames of kaos's own at the current frame boundary. Only when everything before the
+    /// boundary is out, so they cannot overtake earlier frames; `false` when not possible now.
+    pub fn inject(&mut self, emit: Emit) -> bool {
+        if !self.is_flushed() {
+            return false;
+        }
+        self.push(emit);
+        true
+    }
+
+    fn push(&mut self, emit: Emit) {
+        self.emitted.extend(emit.frames.into_iter().filter(|f| !f.is_empty()));
+        if emit.not_before.is_some() {
+            self.not_before = self.not_before.max(emit.not_before);
+        }
     }
 
     /// Judges frames, writes what is cleared, and reads once. Never blocks.
@@ -171,24 +219,32 @@ impl Lane {
         Ok(())
     }
 
-    /// Writes the replacement frame, then the cleared bytes. `Ok(true)`: everything is out.
+    /// Writes emitted frames, then the cleared bytes. `Ok(true)`: everything is out.
     fn flush<D: AsyncWrite + Unpin>(
         &mut self,
         dst: &mut D,
         cx: &mut Context<'_>,
         progress: &mut Progress,
     ) -> Result<bool, LaneError> {
-        if let Some((frame, written)) = &mut self.replacement {
-            while *written < frame.len() {
-                match write_some(dst, cx, &frame[*written..])? {
-                    Some(n) => {
-                        *written += n;
-                        progress.wrote = true;
-                    }
-                    None => return Ok(false),
-                }
+        if let Some(not_before) = self.not_before {
+            if Instant::now() < not_before {
+                return Ok(false);
             }
-            self.replacement = None;
+            self.not_before = None;
+            progress.wrote = true;
+        }
+        while let Some(frame) = self.emitted.front() {
+            match write_some(dst, cx, &frame[self.emitted_written..])? {
+                Some(n) => {
+                    self.emitted_written += n;
+                    progress.wrote = true;
+                    if self.emitted_written == frame.len() {
+                        self.emitted.pop_front();
+                        self.emitted_written = 0;
+                    }
+                }
+                None => return Ok(false),
+            }
         }
         while self.start < self.ready {
             match write_some(dst, cx, &self.buf[self.start..self.ready])? {
@@ -202,8 +258,8 @@ impl Lane {
         Ok(true)
     }
 
-    /// Once a gathered frame is complete and everything before it is sent, swaps in the router's
-    /// replacement. `Ok(true)`: a replacement is waiting to be written.
+    /// Once a gathered frame is complete and everything before it is sent, takes what the router
+    /// emits in its place. `Ok(true)`: the frame was taken.
     fn take_whole<R: Router>(&mut self, router: &mut R) -> Result<bool, LaneError> {
         let Some(size) = self.whole else {
             return Ok(false);
@@ -212,11 +268,11 @@ impl Lane {
             return Ok(false);
         }
         let body = &self.buf[self.ready + LENGTH_PREFIX..self.ready + size];
-        let replacement = router.on_whole(body).map_err(LaneError::Protocol)?;
+        let emit = router.on_whole(body).map_err(LaneError::Protocol)?;
         self.ready += size;
         self.start = self.ready;
         self.whole = None;
-        self.replacement = Some((replacement, 0));
+        self.push(emit);
         Ok(true)
     }
 

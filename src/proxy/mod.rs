@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod frame;
+pub mod identity;
 pub mod inflight;
 pub mod lane;
 pub mod rewrite;

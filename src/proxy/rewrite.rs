@@ -39,6 +39,15 @@ impl BrokerPorts {
     }
 }
 
+/// What a rewritten response taught kaos about the cluster.
+#[derive(Debug, Default)]
+pub struct Learned {
+    /// Real broker addresses, before they were rewritten.
+    pub brokers: Vec<SeenBroker>,
+    /// Topic ids and names (Metadata v10+), to apply topic rules to requests that use ids.
+    pub topics: Vec<([u8; 16], String)>,
+}
+
 /// A real broker address seen in a response, before it was rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenBroker {
@@ -83,18 +92,19 @@ pub fn needs_rewrite(api_key: i16, api_version: i16) -> bool {
 }
 
 /// Rewrites one response body (after the length prefix). Returns the new frame with its length
-/// prefix, and reports each real broker address it replaced in `seen`.
+/// prefix, and reports the broker addresses it replaced and the topic ids it saw in `learned`.
 pub fn rewrite_response(
     api_key: i16,
     api_version: i16,
     body: Bytes,
     ports: &BrokerPorts,
-    seen: &mut Vec<SeenBroker>,
+    learned: &mut Learned,
 ) -> Result<BytesMut, RewriteError> {
     let Ok(api) = ApiKey::try_from(api_key) else {
         return Ok(with_length_prefix(&body));
     };
-    let mut mapper = Mapper { ports, seen };
+    let mut mapper = Mapper { ports, seen: &mut learned.brokers };
+    let topics = &mut learned.topics;
     if api == ApiKey::ApiVersions {
         return cap_api_versions(api_version, body);
     }
@@ -103,6 +113,11 @@ pub fn rewrite_response(
     }
     match api {
         ApiKey::Metadata => reencode(api, api_version, body, |m: &mut MetadataResponse| {
+            for topic in &m.topics {
+                if let Some(name) = topic.name.as_ref().filter(|_| !topic.topic_id.is_nil()) {
+                    topics.push((*topic.topic_id.as_bytes(), name.0.to_string()));
+                }
+            }
             m.brokers.iter_mut().try_for_each(|b| mapper.map(&mut b.node_id.0, &mut b.host, &mut b.port))
         }),
         ApiKey::FindCoordinator => {
@@ -176,9 +191,9 @@ fn decode_error<E: std::fmt::Display>(api: ApiKey, version: i16) -> impl Fn(E) -
     move |e| RewriteError::Decode { api, version, why: e.to_string() }
 }
 
-/// Encodes a response header and body as one length-prefixed frame.
-pub fn encode_frame<T: Encodable>(
-    header: &ResponseHeader,
+/// Encodes a header (request or response) and body as one length-prefixed frame.
+pub fn encode_frame<H: Encodable, T: Encodable>(
+    header: &H,
     header_version: i16,
     message: &T,
     version: i16,
@@ -235,7 +250,8 @@ pub fn decode_cap(api_key: i16) -> Option<i16> {
     }
 }
 
-fn with_length_prefix(body: &[u8]) -> BytesMut {
+/// Copies a frame body back into a frame.
+pub fn with_length_prefix(body: &[u8]) -> BytesMut {
     let mut out = BytesMut::with_capacity(4 + body.len());
     out.put_i32(body.len() as i32);
     out.put_slice(body);
@@ -292,15 +308,16 @@ mod tests {
         for version in 0..=13 {
             let response = MetadataResponse::default()
                 .with_brokers(vec![broker(1, "kafka-1", 9092), broker(2, "kafka-2", 9093)]);
-            let mut seen = Vec::new();
+            let mut learned = Learned::default();
             let frame = rewrite_response(
                 3,
                 version,
                 body_of(ApiKey::Metadata, version, &response),
                 &ports(),
-                &mut seen,
+                &mut learned,
             )
             .unwrap();
+            let seen = learned.brokers;
             let out: MetadataResponse = decode(ApiKey::Metadata, version, frame);
             let addresses: Vec<_> =
                 out.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
@@ -311,6 +328,20 @@ mod tests {
             );
             assert_eq!(seen[1], SeenBroker { node_id: 2, address: "kafka-2:9093".into() });
         }
+    }
+
+    #[test]
+    fn metadata_teaches_topic_ids() {
+        use kafka_protocol::messages::TopicName;
+        use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+        let id = uuid::Uuid::from_bytes([7; 16]);
+        let topic = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("orders"))))
+            .with_topic_id(id);
+        let response = MetadataResponse::default().with_topics(vec![topic]);
+        let mut learned = Learned::default();
+        rewrite_response(3, 12, body_of(ApiKey::Metadata, 12, &response), &ports(), &mut learned).unwrap();
+        assert_eq!(learned.topics, vec![([7; 16], "orders".to_owned())]);
     }
 
     #[test]
@@ -339,7 +370,7 @@ mod tests {
                 version,
                 body_of(ApiKey::FindCoordinator, version, &response),
                 &ports(),
-                &mut vec![],
+                &mut Learned::default(),
             )
             .unwrap();
             let out: FindCoordinatorResponse = decode(ApiKey::FindCoordinator, version, frame);
@@ -362,8 +393,14 @@ mod tests {
             .with_host(StrBytes::from_static_str("kafka-5"))
             .with_port(9099);
         let response = ProduceResponse::default().with_node_endpoints(vec![endpoint]);
-        let frame =
-            rewrite_response(0, 10, body_of(ApiKey::Produce, 10, &response), &ports(), &mut vec![]).unwrap();
+        let frame = rewrite_response(
+            0,
+            10,
+            body_of(ApiKey::Produce, 10, &response),
+            &ports(),
+            &mut Learned::default(),
+        )
+        .unwrap();
         let out: ProduceResponse = decode(ApiKey::Produce, 10, frame);
         assert_eq!((out.node_endpoints[0].host.as_str(), out.node_endpoints[0].port), ("kaos.local", 6975));
         assert!(
@@ -381,7 +418,7 @@ mod tests {
         ]);
         let header = ResponseHeader::default().with_correlation_id(42);
         let body = encode_frame(&header, 0, &response, 3).unwrap().freeze().slice(4..);
-        let frame = rewrite_response(18, 3, body, &ports(), &mut vec![]).unwrap();
+        let frame = rewrite_response(18, 3, body, &ports(), &mut Learned::default()).unwrap();
         let mut body = frame.freeze().slice(4..);
         ResponseHeader::decode(&mut body, 0).unwrap();
         let out = ApiVersionsResponse::decode(&mut body, 3).unwrap();
@@ -392,9 +429,16 @@ mod tests {
     #[test]
     fn unmappable_ids_and_undecodable_versions_fail_closed() {
         let response = MetadataResponse::default().with_brokers(vec![broker(90_000, "big", 1)]);
-        let error = rewrite_response(3, 12, body_of(ApiKey::Metadata, 12, &response), &ports(), &mut vec![]);
+        let error = rewrite_response(
+            3,
+            12,
+            body_of(ApiKey::Metadata, 12, &response),
+            &ports(),
+            &mut Learned::default(),
+        );
         assert_eq!(error.unwrap_err(), RewriteError::Unmappable { node_id: 90_000 });
-        let error = rewrite_response(3, 99, Bytes::from_static(&[0, 0, 0, 42]), &ports(), &mut vec![]);
+        let error =
+            rewrite_response(3, 99, Bytes::from_static(&[0, 0, 0, 42]), &ports(), &mut Learned::default());
         assert!(matches!(error, Err(RewriteError::UnsupportedVersion { .. })));
     }
 
@@ -403,13 +447,22 @@ mod tests {
         let response = MetadataResponse::default().with_brokers(vec![broker(1, "kafka-1", 9092)]);
         let body = body_of(ApiKey::Metadata, 12, &response);
         for cut in 0..body.len() {
-            assert!(rewrite_response(3, 12, body.slice(..cut), &ports(), &mut vec![]).is_err(), "cut {cut}");
+            assert!(
+                rewrite_response(3, 12, body.slice(..cut), &ports(), &mut Learned::default()).is_err(),
+                "cut {cut}"
+            );
         }
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..5_000 {
             let bytes: Vec<u8> = (0..rng.usize(0..80)).map(|_| rng.u8(..)).collect();
             for (key, version) in [(3, 12), (3, 0), (10, 4), (60, 1), (18, 3), (0, 10)] {
-                let _ = rewrite_response(key, version, Bytes::from(bytes.clone()), &ports(), &mut vec![]);
+                let _ = rewrite_response(
+                    key,
+                    version,
+                    Bytes::from(bytes.clone()),
+                    &ports(),
+                    &mut Learned::default(),
+                );
             }
         }
     }
