@@ -3,104 +3,23 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Kaos, RawKafka, TANSU_NODE_ID, Tansu, create_topic, wait_until};
+use common::{
+    Kaos, RawKafka, TANSU_NODE_ID, Tansu, assert_exactly, consume, create_topic, produce, producer,
+    wait_until,
+};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientConfig;
-use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-
-#[derive(Default)]
-struct Deliveries {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl rdkafka::ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let counter = if result.is_ok() { &self.ok } else { &self.failed };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseProducer<Deliveries> {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap).set("linger.ms", "5");
-    for (key, value) in settings {
-        config.set(*key, *value);
-    }
-    config.create_with_context(Deliveries::default()).expect("producer")
-}
-
-/// Sends `count` records with values `{prefix}-{i}` and waits for every delivery report.
-fn produce(producer: &BaseProducer<Deliveries>, topic: &str, prefix: &str, count: usize) {
-    for i in 0..count {
-        let value = format!("{prefix}-{i}");
-        let mut record = BaseRecord::to(topic).key(&value).payload(&value);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Err((error, unsent)) = producer.send(record) {
-            assert!(Instant::now() < deadline, "producer stuck: {error}");
-            producer.poll(Duration::from_millis(10));
-            record = unsent;
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
-}
-
-/// Reads values from `topic` in a consumer group until `expected` arrive or 90 s pass.
-fn consume(bootstrap: &str, topic: &str, group: &str, expected: usize) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .set("check.crcs", "true")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut values = Vec::with_capacity(expected);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while values.len() < expected && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned())
-            }
-            Some(Err(e)) => panic!("consumer error: {e}"),
-            None => {}
-        }
-    }
-    // A short grace period shows any duplicates beyond the expected count.
-    let grace = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < grace {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
-        }
-    }
-    values
-}
-
-fn assert_exactly(values: &[String], prefix: &str, count: usize) {
-    let unique: HashSet<&String> = values.iter().collect();
-    assert_eq!(unique.len(), values.len(), "duplicates among {} records", values.len());
-    let expected: HashSet<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
-    let got: HashSet<String> = values.iter().cloned().collect();
-    assert_eq!(got.len(), count, "records received");
-    assert!(got == expected, "received records differ from those sent");
-}
+use rdkafka::producer::Producer;
 
 #[test]
 fn idempotent_producer_and_consumer_group_round_trip_100k_records() {

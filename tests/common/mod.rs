@@ -3,15 +3,22 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 /// tansu always reports this node id.
 pub const TANSU_NODE_ID: i32 = 111;
@@ -178,6 +185,23 @@ impl Kaos {
         http_get(self.admin_port, path).unwrap_or((0, String::new()))
     }
 
+    /// Creates a rule for the seed's tenant and user; panics unless kaos accepts it.
+    pub fn add_rule(&self, feature: &str, body: &str) -> serde_json::Value {
+        let path = format!("/tenant/1-1/user/test@conduktor.io/feature/{feature}");
+        let (status, answer) = http(self.admin_port, "POST", &path, body).expect("admin API");
+        assert_eq!(status, 200, "POST {path}: {answer}");
+        serde_json::from_str(&answer).expect("JSON answer")
+    }
+
+    /// Deletes a rule; panics unless it existed.
+    pub fn delete_rule(&self, feature: &str, api: &str, direction: &str) {
+        let path = format!(
+            "/tenant/1-1/user/test@conduktor.io/feature/{feature}/apiKeys/{api}/direction/{direction}"
+        );
+        let (status, answer) = http(self.admin_port, "DELETE", &path, "").expect("admin API");
+        assert_eq!(status, 200, "DELETE {path}: {answer}");
+    }
+
     /// Sums a metric over its label sets whose labels contain `label_filter`.
     pub fn metric(&self, name: &str, label_filter: &str) -> f64 {
         let (_, body) = self.get("/metrics");
@@ -202,9 +226,18 @@ impl Kaos {
 
 /// A minimal HTTP/1.0 GET: (status, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http(port, "GET", path, "")
+}
+
+/// A minimal HTTP/1.0 request: (status, body).
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -286,4 +319,93 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
 /// Runs a future to completion on this thread (rdkafka's admin API is async).
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     futures_lite::future::block_on(future)
+}
+
+#[derive(Default)]
+pub struct Deliveries {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    /// The error of each failed delivery, as librdkafka names it.
+    pub errors: Mutex<Vec<String>>,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err((error, _)) => {
+                self.errors.lock().unwrap().push(error.to_string());
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+pub fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseProducer<Deliveries> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap).set("linger.ms", "5");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    config.create_with_context(Deliveries::default()).expect("producer")
+}
+
+/// Sends `count` records with values `{prefix}-{i}` and waits for every delivery report.
+pub fn produce(producer: &BaseProducer<Deliveries>, topic: &str, prefix: &str, count: usize) {
+    for i in 0..count {
+        let value = format!("{prefix}-{i}");
+        let mut record = BaseRecord::to(topic).key(&value).payload(&value);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err((error, unsent)) = producer.send(record) {
+            assert!(Instant::now() < deadline, "producer stuck: {error}");
+            producer.poll(Duration::from_millis(10));
+            record = unsent;
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Reads values from `topic` in a consumer group until `expected` arrive or 90 s pass.
+pub fn consume(bootstrap: &str, topic: &str, group: &str, expected: usize) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("check.crcs", "true")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut values = Vec::with_capacity(expected);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while values.len() < expected && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned())
+            }
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    // A short grace period shows any duplicates beyond the expected count.
+    let grace = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < grace {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    values
+}
+
+pub fn assert_exactly(values: &[String], prefix: &str, count: usize) {
+    let unique: HashSet<&String> = values.iter().collect();
+    assert_eq!(unique.len(), values.len(), "duplicates among {} records", values.len());
+    let expected: HashSet<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    let got: HashSet<String> = values.iter().cloned().collect();
+    assert_eq!(got.len(), count, "records received");
+    assert!(got == expected, "received records differ from those sent");
 }

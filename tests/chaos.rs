@@ -1,0 +1,398 @@
+//! The seven chaos features against a real tansu broker and real librdkafka clients: each test
+//! sees the fault's effect, deletes the rule, and sees clean behaviour again.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{Deliveries, Kaos, Tansu, assert_exactly, consume, create_topic, produce, producer};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const NO_RETRIES: &[(&str, &str)] =
+    &[("acks", "all"), ("retries", "0"), ("linger.ms", "0"), ("enable.idempotence", "false")];
+
+fn start() -> (Tansu, Kaos) {
+    let tansu = Tansu::start();
+    let kaos = Kaos::start(&tansu.address(), &["--shards", "2"]);
+    (tansu, kaos)
+}
+
+/// Sends one record and waits for its delivery report: (delivered?, round trip).
+fn send_one(producer: &BaseProducer<Deliveries>, topic: &str, value: &[u8]) -> (bool, Duration) {
+    let context = producer.context();
+    let (ok, failed) = (context.ok.load(Ordering::Relaxed), context.failed.load(Ordering::Relaxed));
+    let started = Instant::now();
+    producer.send(BaseRecord::<(), [u8]>::to(topic).payload(value)).expect("queued");
+    // Poll in small steps: flush() wakes only every 100 ms, which would hide the round trip.
+    let reported = || context.ok.load(Ordering::Relaxed) > ok || context.failed.load(Ordering::Relaxed) > failed;
+    while !reported() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no delivery report for {topic}");
+        producer.poll(Duration::from_millis(1));
+    }
+    (context.ok.load(Ordering::Relaxed) > ok, started.elapsed())
+}
+
+/// Every record value on partition 0 of `topic`, read from the beginning with CRC checks on.
+fn read_values(kaos: &Kaos, topic: &str, expected: usize) -> Vec<Vec<u8>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kaos.bootstrap())
+        .set("group.id", format!("reader-{topic}-{}", fastrand::u64(..)))
+        .set("fetch.wait.max.ms", "10")
+        .set("check.crcs", "true")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut values = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while values.len() < expected && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            values.push(message.expect("a valid record").payload().unwrap_or_default().to_vec());
+        }
+    }
+    let grace = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < grace {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            values.push(message.payload().unwrap_or_default().to_vec());
+        }
+    }
+    values
+}
+
+fn affected(kaos: &Kaos, feature: &str) -> f64 {
+    kaos.metric("kaos_chaos_requests_affected_total", &format!("feature=\"{feature}\""))
+}
+
+#[test]
+fn broken_broker_fails_produce_without_writing_then_recovers() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "broken", 1);
+    kaos.add_rule(
+        "broken-broker",
+        r#"{"config":{"brokerIds":[],"minLatencyToAddInMilliseconds":100,"maxLatencyToAddInMilliseconds":150,
+            "errors":["NOT_ENOUGH_REPLICAS"]},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let producer = producer(&kaos.bootstrap(), NO_RETRIES);
+    for i in 0..5 {
+        let (delivered, elapsed) = send_one(&producer, "broken", format!("lost-{i}").as_bytes());
+        assert!(!delivered, "record {i} must fail");
+        assert!(elapsed >= Duration::from_millis(100), "the injected latency shows: {elapsed:?}");
+    }
+    let errors = producer.context().errors.lock().unwrap().clone();
+    assert!(errors.iter().all(|e| e.contains("Not enough in-sync replicas")), "{errors:?}");
+    assert!(affected(&kaos, "broken-broker") >= 5.0);
+
+    kaos.delete_rule("broken-broker", "PRODUCE", "REQUEST");
+    produce(&producer, "broken", "kept", 10);
+    let values = read_values(&kaos, "broken", 10);
+    let values: Vec<String> = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+    assert_exactly(&values, "kept", 10);
+}
+
+#[test]
+fn broken_broker_on_fetch_starves_consumers_until_deleted() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "starved", 1);
+    produce(&producer(&kaos.bootstrap(), &[("acks", "all")]), "starved", "s", 50);
+    kaos.add_rule(
+        "broken-broker",
+        r#"{"config":{"errors":["NOT_LEADER_OR_FOLLOWER"]},"direction":"REQUEST","apiKeys":"FETCH"}"#,
+    );
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kaos.bootstrap())
+        .set("group.id", "starved")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("starved", 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut received = 0;
+    while Instant::now() < until {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            received += 1;
+        }
+    }
+    assert_eq!(received, 0, "no data while every fetch fails");
+    assert!(affected(&kaos, "broken-broker") >= 1.0);
+    kaos.delete_rule("broken-broker", "FETCH", "REQUEST");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received < 50 && Instant::now() < deadline {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            received += 1;
+        }
+    }
+    assert_eq!(received, 50);
+}
+
+#[test]
+fn idempotent_producer_with_retries_loses_nothing_through_broken_broker_and_leader_election() {
+    let (_tansu, kaos) = start();
+    for (feature, errors) in [
+        ("broken-broker", r#""errors":["NOT_ENOUGH_REPLICAS","REQUEST_TIMED_OUT"],"#),
+        ("leader-election", ""),
+    ] {
+        let topic = format!("resilient-{feature}");
+        create_topic(&kaos.bootstrap(), &topic, 3);
+        kaos.add_rule(
+            feature,
+            &format!(
+                r#"{{"config":{{{errors}"duration":400,"quietPeriod":400,"timeUnit":"MILLISECONDS",
+                    "minLatencyToAddInMilliseconds":5,"maxLatencyToAddInMilliseconds":20}},
+                    "direction":"REQUEST","apiKeys":"PRODUCE"}}"#
+            ),
+        );
+        let producer = producer(
+            &kaos.bootstrap(),
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("retry.backoff.ms", "20"),
+                ("message.timeout.ms", "60000"),
+            ],
+        );
+        for chunk in 0..20 {
+            produce(&producer, &topic, &format!("{feature}-{chunk}"), 50);
+        }
+        assert_eq!(producer.context().failed.load(Ordering::Relaxed), 0, "{:?}", producer.context().errors);
+        assert!(affected(&kaos, feature) >= 1.0, "{feature} fired");
+        kaos.delete_rule(feature, "PRODUCE", "REQUEST");
+        let values = consume(&kaos.bootstrap(), &topic, &format!("g-{feature}"), 1000);
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for value in &values {
+            *counts.entry(value.as_str()).or_default() += 1;
+        }
+        assert_eq!(values.len(), 1000, "{feature}: every record arrives");
+        assert!(counts.values().all(|&n| n == 1), "{feature}: exactly once");
+    }
+}
+
+#[test]
+fn duplicate_resource_doubles_a_plain_producer_but_not_an_idempotent_one() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "dup", 1);
+    create_topic(&kaos.bootstrap(), "dup-idempotent", 1);
+    create_topic(&kaos.bootstrap(), "not-dup", 1);
+    kaos.add_rule(
+        "duplicate-resource",
+        r#"{"config":{"topics":["dup","dup-idempotent"],"rateInPercent":100},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let plain = producer(&kaos.bootstrap(), &[("acks", "all"), ("enable.idempotence", "false")]);
+    produce(&plain, "dup", "twice", 20);
+    produce(&plain, "not-dup", "once", 20);
+    let idempotent = producer(&kaos.bootstrap(), &[("acks", "all"), ("enable.idempotence", "true")]);
+    produce(&idempotent, "dup-idempotent", "guarded", 20);
+    assert_eq!(plain.context().failed.load(Ordering::Relaxed), 0);
+    assert_eq!(idempotent.context().failed.load(Ordering::Relaxed), 0, "{:?}", idempotent.context().errors);
+
+    let text =
+        |values: Vec<Vec<u8>>| values.into_iter().map(|v| String::from_utf8(v).unwrap()).collect::<Vec<_>>();
+    let doubled = text(read_values(&kaos, "dup", 40));
+    assert_eq!(doubled.len(), 40, "every record written twice: {doubled:?}");
+    for i in 0..20 {
+        assert_eq!(doubled.iter().filter(|v| **v == format!("twice-{i}")).count(), 2);
+    }
+    assert_exactly(&text(read_values(&kaos, "not-dup", 20)), "once", 20);
+    assert_exactly(&text(read_values(&kaos, "dup-idempotent", 20)), "guarded", 20);
+    assert!(affected(&kaos, "duplicate-resource") >= 2.0);
+
+    kaos.delete_rule("duplicate-resource", "PRODUCE", "REQUEST");
+    produce(&plain, "dup", "after", 10);
+    let after: Vec<_> =
+        text(read_values(&kaos, "dup", 50)).into_iter().filter(|v| v.starts_with("after")).collect();
+    assert_exactly(&after, "after", 10);
+}
+
+#[test]
+fn random_bytes_appends_bytes_and_keeps_crcs_and_codecs() {
+    let (_tansu, kaos) = start();
+    kaos.add_rule(
+        "random-bytes",
+        r#"{"config":{"topicPatterns":["random-.*"],"nbMessages":1,"sizeInBytes":10},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let original = |i: usize| format!("{i:03}-{}", "v".repeat(96)).into_bytes();
+    for codec in ["none", "gzip", "snappy", "lz4"] {
+        let topic = format!("random-{codec}");
+        create_topic(&kaos.bootstrap(), &topic, 1);
+        let producer = producer(&kaos.bootstrap(), &[("compression.type", codec), ("linger.ms", "0")]);
+        for i in 0..5 {
+            assert!(send_one(&producer, &topic, &original(i)).0);
+        }
+        let values = read_values(&kaos, &topic, 5);
+        assert_eq!(values.len(), 5, "{codec}: a CRC-checking consumer reads every record");
+        for (i, value) in values.iter().enumerate() {
+            assert_eq!(value.len(), 110, "{codec}: 10 bytes appended");
+            assert_eq!(&value[..100], &original(i)[..], "{codec}: the original bytes are kept");
+        }
+    }
+    create_topic(&kaos.bootstrap(), "plain", 1);
+    let producer = producer(&kaos.bootstrap(), &[("linger.ms", "0")]);
+    assert!(send_one(&producer, "plain", &original(0)).0);
+    assert_eq!(read_values(&kaos, "plain", 1), vec![original(0)], "other topics untouched");
+    assert!(kaos.metric("kaos_chaos_records_changed_total", "feature=\"random-bytes\"") >= 20.0);
+
+    kaos.delete_rule("random-bytes", "PRODUCE", "REQUEST");
+    assert!(send_one(&producer, "random-none", &original(9)).0);
+    let values = read_values(&kaos, "random-none", 6);
+    assert_eq!(values.last(), Some(&original(9)), "clean again");
+}
+
+#[test]
+fn invalid_schema_overwrites_only_the_schema_id() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "schema", 1);
+    kaos.add_rule(
+        "invalid-schema",
+        r#"{"config":{"topics":["schema"],"fakeSchemaId":999},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let confluent = [&[0u8, 0, 0, 0, 1][..], br#"{"some-valid":"x"}"#].concat();
+    let producer = producer(&kaos.bootstrap(), &[("linger.ms", "0")]);
+    assert!(send_one(&producer, "schema", &confluent).0);
+    assert!(send_one(&producer, "schema", b"plain text, no magic byte").0);
+    kaos.delete_rule("invalid-schema", "PRODUCE", "REQUEST");
+    assert!(send_one(&producer, "schema", &confluent).0);
+
+    let values = read_values(&kaos, "schema", 3);
+    assert_eq!(
+        values[0],
+        [&[0u8, 0, 0, 0x03, 0xe7][..], br#"{"some-valid":"x"}"#].concat(),
+        "id 999, payload kept"
+    );
+    assert_eq!(values[1], b"plain text, no magic byte");
+    assert_eq!(values[2], confluent, "clean again");
+}
+
+#[test]
+fn slow_broker_delays_requests_and_responses() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "slow", 1);
+    let producer = producer(&kaos.bootstrap(), &[("linger.ms", "0"), ("acks", "all")]);
+    assert!(send_one(&producer, "slow", b"warm-up").0);
+    for direction in ["REQUEST", "RESPONSE"] {
+        kaos.add_rule(
+            "slow-broker",
+            &format!(
+                r#"{{"config":{{"brokerIds":[],"minLatencyToAddInMilliseconds":800,"maxLatencyToAddInMilliseconds":900}},
+                    "direction":"{direction}","apiKeys":"PRODUCE"}}"#
+            ),
+        );
+        let (delivered, elapsed) = send_one(&producer, "slow", direction.as_bytes());
+        assert!(delivered);
+        assert!(elapsed >= Duration::from_millis(800), "{direction}: {elapsed:?}");
+        kaos.delete_rule("slow-broker", "PRODUCE", direction);
+        let (delivered, elapsed) = send_one(&producer, "slow", b"clean");
+        assert!(delivered);
+        assert!(elapsed < Duration::from_millis(800), "{direction} removed: {elapsed:?}");
+    }
+    let values = read_values(&kaos, "slow", 5);
+    assert_eq!(values.len(), 5, "delayed records are written once");
+    assert!(kaos.metric("kaos_chaos_latency_added_ms_total", "feature=\"slow-broker\"") >= 1600.0);
+}
+
+fn median_round_trip(producer: &BaseProducer<Deliveries>, topic: &str) -> Duration {
+    let mut samples: Vec<Duration> = (0..5).map(|_| send_one(producer, topic, b"probe").1).collect();
+    samples.sort();
+    samples[2]
+}
+
+#[test]
+fn slow_topic_slows_only_matching_topics() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "slow-orders", 1);
+    create_topic(&kaos.bootstrap(), "fast-orders", 1);
+    let settings = [("linger.ms", "0"), ("acks", "all")];
+    let (slow_producer, fast_producer) =
+        (producer(&kaos.bootstrap(), &settings), producer(&kaos.bootstrap(), &settings));
+    let fast_before = median_round_trip(&fast_producer, "fast-orders");
+    median_round_trip(&slow_producer, "slow-orders");
+    kaos.add_rule(
+        "slow-topic",
+        r#"{"config":{"topicPatterns":["slow-.*"],"minLatencyToAddInMilliseconds":300,"maxLatencyToAddInMilliseconds":350},
+            "direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let slow = median_round_trip(&slow_producer, "slow-orders");
+    let fast = median_round_trip(&fast_producer, "fast-orders");
+    assert!(slow >= Duration::from_millis(300), "matching topic slowed: {slow:?}");
+    let ratio = fast.as_secs_f64() / fast_before.as_secs_f64();
+    assert!(ratio < 10.0, "other topic unchanged: {fast_before:?} -> {fast:?} (x{ratio:.1})");
+    assert!(fast * 10 < slow, "fast {fast:?} vs slow {slow:?}");
+    kaos.delete_rule("slow-topic", "PRODUCE", "REQUEST");
+    assert!(median_round_trip(&slow_producer, "slow-orders") < Duration::from_millis(300));
+}
+
+#[test]
+fn duration_and_quiet_period_cycle_on_the_wire() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "cycle", 1);
+    let producer = producer(&kaos.bootstrap(), NO_RETRIES);
+    assert!(send_one(&producer, "cycle", b"warm-up").0);
+    let created = Instant::now();
+    kaos.add_rule(
+        "broken-broker",
+        r#"{"config":{"duration":1,"quietPeriod":1,"timeUnit":"SECONDS","errors":["NOT_ENOUGH_REPLICAS"]},
+            "direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let (mut active, mut quiet) = (0, 0);
+    while created.elapsed() < Duration::from_millis(4_500) {
+        let sent = created.elapsed();
+        let (delivered, elapsed) = send_one(&producer, "cycle", b"tick");
+        let (start_ms, end_ms) = (sent.as_millis() % 2000, (sent + elapsed).as_millis() % 2000);
+        // Skip samples that straddle or touch a phase boundary.
+        let margin = 150;
+        if start_ms > end_ms || start_ms % 1000 < margin || end_ms % 1000 > 1000 - margin {
+            continue;
+        }
+        if start_ms < 1000 {
+            assert!(!delivered, "active phase at {sent:?} must fail");
+            active += 1;
+        } else {
+            assert!(delivered, "quiet phase at {sent:?} must succeed");
+            quiet += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(active >= 3 && quiet >= 3, "saw {active} active and {quiet} quiet samples");
+}
+
+#[test]
+fn rate_zero_rules_never_fire() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "calm", 1);
+    kaos.add_rule(
+        "broken-broker",
+        r#"{"config":{"rateInPercent":0},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let producer = producer(&kaos.bootstrap(), NO_RETRIES);
+    produce(&producer, "calm", "calm", 200);
+    assert_eq!(producer.context().failed.load(Ordering::Relaxed), 0);
+    assert_eq!(affected(&kaos, "broken-broker"), 0.0);
+}
+
+#[test]
+fn bad_rule_bodies_get_a_400_naming_the_field() {
+    let (_tansu, kaos) = start();
+    let post = |feature: &str, body: &str| {
+        let path = format!("/tenant/1-1/user/u/feature/{feature}");
+        let (status, answer) = common::http(kaos.admin_port, "POST", &path, body).unwrap();
+        let answer: serde_json::Value = serde_json::from_str(&answer).expect("a JSON error");
+        (status, answer["field"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(post("no-such-feature", "{}"), (400, "feature".into()));
+    assert_eq!(post("broken-broker", "{not json"), (400, "body".into()));
+    assert_eq!(
+        post("broken-broker", r#"{"apiKeys":"PRODUCE","config":{"errors":["NOPE"]}}"#),
+        (400, "config.errors[0]".into())
+    );
+    assert_eq!(
+        post("slow-broker", r#"{"apiKeys":"PRODUCE","config":{"speed":1}}"#),
+        (400, "config.speed".into())
+    );
+    assert_eq!(kaos.get("/rules"), (200, "[]".into()), "nothing was stored");
+}
