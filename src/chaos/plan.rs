@@ -189,3 +189,138 @@ fn topic_names(decoded: &Decoded, topic_by_id: &dyn Fn(&[u8; 16]) -> Option<Stri
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::records::tests::batch;
+    use kafka_protocol::messages::produce_request::PartitionProduceData;
+    use kafka_protocol::messages::{ProduceResponse, ResponseHeader, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use kafka_protocol::records::{Compression, RecordBatchDecoder};
+
+    const TOPIC_ID: [u8; 16] = [9; 16];
+
+    fn rules(feature: &str, config: &str) -> RuleSet {
+        let body = format!(r#"{{"config":{config},"direction":"REQUEST","apiKeys":"PRODUCE"}}"#);
+        let rule = Rule::from_request("t", "u", feature, body.as_bytes()).unwrap();
+        RuleSet::new(1, vec![Arc::new(rule)])
+    }
+
+    /// A Produce request body (after the length prefix) for `version`, naming its topic by id
+    /// from v13 on, with one partition holding one batch.
+    fn produce_body(version: i16, values: &[&[u8]]) -> (RequestPrefix, Vec<u8>) {
+        let mut topic = kafka_protocol::messages::produce_request::TopicProduceData::default().with_partition_data(vec![
+            PartitionProduceData::default().with_index(0).with_records(Some(batch(Compression::Snappy, values, -1, -1))),
+        ]);
+        if version >= 13 {
+            topic.topic_id = uuid::Uuid::from_bytes(TOPIC_ID);
+        } else {
+            topic.name = TopicName(StrBytes::from_static_str("orders"));
+        }
+        let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![topic]);
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(17)
+            .with_client_id(Some(StrBytes::from_static_str("unit")));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, ApiKey::Produce.request_header_version(version)).unwrap();
+        request.encode(&mut body, version).unwrap();
+        (RequestPrefix::parse(&body).unwrap(), body.to_vec())
+    }
+
+    fn names(id: &[u8; 16]) -> Option<String> {
+        (*id == TOPIC_ID).then(|| "orders".to_owned())
+    }
+
+    fn carry(rules: &RuleSet, version: i16, values: &[&[u8]]) -> Outcome {
+        let (prefix, body) = produce_body(version, values);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let plan = Plan::decide(rules, 0, Scope::default(), &mut rng).expect("the rule fires");
+        plan.carry_out(prefix, &body, &names, &mut rng).expect("decodable")
+    }
+
+    /// The record values of a rewritten Produce frame.
+    fn values_of(frame: &BytesMut, version: i16) -> Vec<Vec<u8>> {
+        let mut body = Bytes::copy_from_slice(&frame[4..]);
+        RequestHeader::decode(&mut body, ApiKey::Produce.request_header_version(version)).unwrap();
+        let request = ProduceRequest::decode(&mut body, version).unwrap();
+        let mut records = request.topic_data[0].partition_data[0].records.clone().unwrap();
+        let set = RecordBatchDecoder::decode(&mut records).expect("valid CRC");
+        assert_eq!(set.compression, Compression::Snappy);
+        set.records.iter().map(|r| r.value.clone().unwrap().to_vec()).collect()
+    }
+
+    #[test]
+    fn record_rewrites_work_in_every_produce_version_including_topic_ids() {
+        let random = rules("random-bytes", r#"{"topics":["orders"],"nbMessages":2,"sizeInBytes":4}"#);
+        let schema = rules("invalid-schema", r#"{"topics":["orders"],"fakeSchemaId":999}"#);
+        for version in 3..=13 {
+            let outcome = carry(&random, version, &[b"aa", b"bb", b"cc"]);
+            let values = values_of(outcome.rewritten.as_ref().expect("rewritten"), version);
+            assert_eq!(values.iter().filter(|v| v.len() == 6).count(), 2, "v{version}: {values:?}");
+            assert_eq!(outcome.applied, vec![(Feature::RandomBytes, Effect::Rewrote(2))]);
+
+            let outcome = carry(&schema, version, &[&[0, 0, 0, 0, 1, b'x'], b"plain"]);
+            let values = values_of(outcome.rewritten.as_ref().expect("rewritten"), version);
+            assert_eq!(values, vec![vec![0, 0, 0, 3, 0xe7, b'x'], b"plain".to_vec()], "v{version}");
+        }
+    }
+
+    #[test]
+    fn failures_answer_in_the_request_version() {
+        let broken = rules("broken-broker", r#"{"errors":["NOT_LEADER_OR_FOLLOWER"],"minLatencyToAddInMilliseconds":5}"#);
+        for version in 3..=13 {
+            let outcome = carry(&broken, version, &[b"x"]);
+            let (frame, after) = outcome.answer.expect("a local answer");
+            assert_eq!(after, Duration::from_millis(5));
+            let mut body = frame.freeze().slice(4..);
+            let header = ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(version)).unwrap();
+            assert_eq!(header.correlation_id, 17);
+            let response = ProduceResponse::decode(&mut body, version).unwrap();
+            assert_eq!(response.responses[0].partition_responses[0].error_code, 6, "v{version}");
+        }
+    }
+
+    #[test]
+    fn topic_filters_skip_other_topics_and_unknown_ids() {
+        let other = rules("random-bytes", r#"{"topics":["payments"]}"#);
+        let outcome = carry(&other, 9, &[b"aa"]);
+        assert!(outcome.rewritten.is_none() && outcome.applied.is_empty());
+        let (prefix, body) = produce_body(13, &[b"aa"]);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let any = rules("random-bytes", r#"{"topics":["orders"]}"#);
+        let plan = Plan::decide(&any, 0, Scope::default(), &mut rng).unwrap();
+        let outcome = plan.carry_out(prefix, &body, &|_| None, &mut rng).unwrap();
+        assert!(outcome.applied.is_empty(), "an unknown topic id matches no topic rule");
+    }
+
+    #[test]
+    fn duplicates_and_delays_need_no_rewrite() {
+        let outcome = carry(&rules("duplicate-resource", "{}"), 9, &[b"x"]);
+        assert!(outcome.duplicate && outcome.rewritten.is_none());
+        let outcome =
+            carry(&rules("slow-broker", r#"{"minLatencyToAddInMilliseconds":7,"maxLatencyToAddInMilliseconds":7}"#), 9, &[b"x"]);
+        assert_eq!(outcome.request_delay, Duration::from_millis(7));
+    }
+
+    #[test]
+    fn versions_kaos_cannot_decode_are_reported_not_mangled() {
+        let random = rules("random-bytes", "{}");
+        let (prefix, body) = produce_body(9, &[b"x"]);
+        let old = RequestPrefix { api_version: 2, ..prefix };
+        let mut rng = fastrand::Rng::with_seed(1);
+        let plan = Plan::decide(&random, 0, Scope::default(), &mut rng).unwrap();
+        assert!(plan.carry_out(old, &body, &names, &mut rng).is_err());
+        assert!(plan.carry_out(prefix, &body[..body.len() / 2], &names, &mut rng).is_err(), "truncated");
+    }
+
+    #[test]
+    fn apis_without_rules_cost_nothing_and_rate_zero_never_fires() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        assert!(Plan::decide(&rules("slow-broker", "{}"), 1, Scope::default(), &mut rng).is_none());
+        let never = rules("slow-broker", r#"{"rateInPercent":0}"#);
+        assert!((0..1000).all(|_| Plan::decide(&never, 0, Scope::default(), &mut rng).is_none()));
+    }
+}

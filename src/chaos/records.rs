@@ -87,7 +87,7 @@ pub mod tests {
                 producer_epoch: if producer_id < 0 { -1 } else { 0 },
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: if base_sequence < 0 { -1 } else { base_sequence + i as i32 },
+                sequence: base_sequence.wrapping_add(i as i32),
                 timestamp: 1_700_000_000_000 + i as i64,
                 key: Some(Bytes::from(format!("key-{i}"))),
                 value: Some(Bytes::copy_from_slice(value)),
