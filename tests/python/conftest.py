@@ -1,6 +1,7 @@
 """Fixtures: a real tansu broker and a real kaos in front of it, on free loopback ports, stopped
 by PID when the test ends."""
 
+import json
 import os
 import socket
 import subprocess
@@ -106,6 +107,28 @@ class Kaos:
     def addresses(self):
         """Every address a client may legitimately dial."""
         return {("127.0.0.1", self.port_start), ("127.0.0.1", self.broker_port)}
+
+    def call(self, method, path, body=None):
+        """An admin API call: (status, parsed JSON answer)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://{self.admin}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def add_rule(self, feature, config, api_keys="PRODUCE", direction="REQUEST"):
+        status, answer = self.call("POST", f"/tenant/1-1/user/test@conduktor.io/feature/{feature}",
+                                   {"config": config, "direction": direction, "apiKeys": api_keys})
+        assert status == 200, answer
+        return answer
+
+    def delete_rule(self, feature, api_keys="PRODUCE", direction="REQUEST"):
+        path = f"/tenant/1-1/user/test@conduktor.io/feature/{feature}/apiKeys/{api_keys}/direction/{direction}"
+        status, answer = self.call("DELETE", path)
+        assert status == 200, answer
 
 
 @pytest.fixture
