@@ -21,7 +21,7 @@ KAFKA_PORT ?= 9092
 PORT_START ?= 6969
 ADMIN_ADDR ?= 127.0.0.1:8888
 
-.PHONY: build deps test lint run bench clean-cache
+.PHONY: build deps test lint run demo bench clean-cache
 
 build:
 	$(CARGO) build --release --bins
@@ -64,6 +64,10 @@ run: $(TANSU) build
 	trap 'kill $$tansu 2>/dev/null' EXIT; \
 	echo "tansu on 127.0.0.1:$(KAFKA_PORT) (pid $$tansu, log $(KAOS_CACHE)/tansu-run.log)"; \
 	$(KAOS) --bootstrap-servers 127.0.0.1:$(KAFKA_PORT) --port-start $(PORT_START) --admin-addr $(ADMIN_ADDR) || true
+
+# The seed's chaos walkthrough, step by step, against a local tansu and kaos.
+demo: deps build
+	KAOS_CACHE=$(KAOS_CACHE) KAFKA_PORT=$(KAFKA_PORT) PORT_START=$(PORT_START) ADMIN=$(ADMIN_ADDR) demo/walkthrough.sh
 
 bench: deps build
 	python3 benches/compare.py --kaos $(KAOS) --tansu $(TANSU) --perf $(RDKAFKA_PERFORMANCE)
