@@ -17,6 +17,7 @@ use glommio::timer::sleep;
 use crate::config::Config;
 use crate::control::metrics::{LatencyRecorder, ShardMetrics};
 use crate::proxy::connection::{Connection, End, peer_name};
+use crate::proxy::frame::TopicRef;
 use crate::proxy::rewrite::{BrokerPorts, Learned, SeenBroker};
 use crate::shared::Shared;
 use crate::{debug, error, info, warn};
@@ -117,6 +118,14 @@ impl Shard {
     /// The name of a topic known by id.
     pub fn topic_name(&self, id: &[u8; 16]) -> Option<String> {
         self.topic_names.borrow().get(id).cloned()
+    }
+
+    /// The name of a topic as a request names it; `None` for an id no Metadata response showed.
+    pub fn topic_ref_name(&self, topic: &TopicRef) -> Option<String> {
+        match topic {
+            TopicRef::Name(name) => Some(name.clone()),
+            TopicRef::Id(id) => self.topic_name(id),
+        }
     }
 
     /// The node id of the broker at `address`, if this shard knows it.

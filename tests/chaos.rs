@@ -29,7 +29,8 @@ fn send_one(producer: &BaseProducer<Deliveries>, topic: &str, value: &[u8]) -> (
     let started = Instant::now();
     producer.send(BaseRecord::<(), [u8]>::to(topic).payload(value)).expect("queued");
     // Poll in small steps: flush() wakes only every 100 ms, which would hide the round trip.
-    let reported = || context.ok.load(Ordering::Relaxed) > ok || context.failed.load(Ordering::Relaxed) > failed;
+    let reported =
+        || context.ok.load(Ordering::Relaxed) > ok || context.failed.load(Ordering::Relaxed) > failed;
     while !reported() {
         assert!(started.elapsed() < Duration::from_secs(30), "no delivery report for {topic}");
         producer.poll(Duration::from_millis(1));

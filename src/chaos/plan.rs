@@ -58,15 +58,32 @@ enum Decoded {
 }
 
 impl Plan {
-    pub fn decide(rules: &RuleSet, api_key: i16, scope: Scope<'_>, rng: &mut fastrand::Rng) -> Option<Plan> {
+    /// Picks the rules that fire for one request. `topics`, when the request's topics are known
+    /// from its head, rules out topic rules for other topics before anything is decoded.
+    pub fn decide(
+        rules: &RuleSet,
+        api_key: i16,
+        scope: Scope<'_>,
+        topics: Option<&[String]>,
+        rng: &mut fastrand::Rng,
+    ) -> Option<Plan> {
         let candidates = rules.for_api(api_key);
         if candidates.is_empty() {
             return None;
         }
         let now = Instant::now();
+        let topic_matches = |rule: &Rule| match topics {
+            Some(topics) if !rule.topics.is_empty() => topics.iter().any(|t| rule.topics.matches(t)),
+            _ => true,
+        };
         let fired: Vec<_> = candidates
             .iter()
-            .filter(|rule| rule.applies_to(scope.user, scope.node) && rule.is_active(now) && rule.fires(rng))
+            .filter(|rule| {
+                rule.applies_to(scope.user, scope.node)
+                    && rule.is_active(now)
+                    && topic_matches(rule)
+                    && rule.fires(rng)
+            })
             .cloned()
             .collect();
         if fired.is_empty() {
@@ -210,15 +227,22 @@ mod tests {
     /// A Produce request body (after the length prefix) for `version`, naming its topic by id
     /// from v13 on, with one partition holding one batch.
     fn produce_body(version: i16, values: &[&[u8]]) -> (RequestPrefix, Vec<u8>) {
-        let mut topic = kafka_protocol::messages::produce_request::TopicProduceData::default().with_partition_data(vec![
-            PartitionProduceData::default().with_index(0).with_records(Some(batch(Compression::Snappy, values, -1, -1))),
-        ]);
+        let mut topic = kafka_protocol::messages::produce_request::TopicProduceData::default()
+            .with_partition_data(vec![
+                PartitionProduceData::default().with_index(0).with_records(Some(batch(
+                    Compression::Snappy,
+                    values,
+                    -1,
+                    -1,
+                ))),
+            ]);
         if version >= 13 {
             topic.topic_id = uuid::Uuid::from_bytes(TOPIC_ID);
         } else {
             topic.name = TopicName(StrBytes::from_static_str("orders"));
         }
-        let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![topic]);
+        let request =
+            ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![topic]);
         let header = RequestHeader::default()
             .with_request_api_key(ApiKey::Produce as i16)
             .with_request_api_version(version)
@@ -237,7 +261,7 @@ mod tests {
     fn carry(rules: &RuleSet, version: i16, values: &[&[u8]]) -> Outcome {
         let (prefix, body) = produce_body(version, values);
         let mut rng = fastrand::Rng::with_seed(3);
-        let plan = Plan::decide(rules, 0, Scope::default(), &mut rng).expect("the rule fires");
+        let plan = Plan::decide(rules, 0, Scope::default(), None, &mut rng).expect("the rule fires");
         plan.carry_out(prefix, &body, &names, &mut rng).expect("decodable")
     }
 
@@ -270,13 +294,17 @@ mod tests {
 
     #[test]
     fn failures_answer_in_the_request_version() {
-        let broken = rules("broken-broker", r#"{"errors":["NOT_LEADER_OR_FOLLOWER"],"minLatencyToAddInMilliseconds":5}"#);
+        let broken = rules(
+            "broken-broker",
+            r#"{"errors":["NOT_LEADER_OR_FOLLOWER"],"minLatencyToAddInMilliseconds":5}"#,
+        );
         for version in 3..=13 {
             let outcome = carry(&broken, version, &[b"x"]);
             let (frame, after) = outcome.answer.expect("a local answer");
             assert_eq!(after, Duration::from_millis(5));
             let mut body = frame.freeze().slice(4..);
-            let header = ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(version)).unwrap();
+            let header =
+                ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(version)).unwrap();
             assert_eq!(header.correlation_id, 17);
             let response = ProduceResponse::decode(&mut body, version).unwrap();
             assert_eq!(response.responses[0].partition_responses[0].error_code, 6, "v{version}");
@@ -291,7 +319,7 @@ mod tests {
         let (prefix, body) = produce_body(13, &[b"aa"]);
         let mut rng = fastrand::Rng::with_seed(1);
         let any = rules("random-bytes", r#"{"topics":["orders"]}"#);
-        let plan = Plan::decide(&any, 0, Scope::default(), &mut rng).unwrap();
+        let plan = Plan::decide(&any, 0, Scope::default(), None, &mut rng).unwrap();
         let outcome = plan.carry_out(prefix, &body, &|_| None, &mut rng).unwrap();
         assert!(outcome.applied.is_empty(), "an unknown topic id matches no topic rule");
     }
@@ -300,8 +328,11 @@ mod tests {
     fn duplicates_and_delays_need_no_rewrite() {
         let outcome = carry(&rules("duplicate-resource", "{}"), 9, &[b"x"]);
         assert!(outcome.duplicate && outcome.rewritten.is_none());
-        let outcome =
-            carry(&rules("slow-broker", r#"{"minLatencyToAddInMilliseconds":7,"maxLatencyToAddInMilliseconds":7}"#), 9, &[b"x"]);
+        let outcome = carry(
+            &rules("slow-broker", r#"{"minLatencyToAddInMilliseconds":7,"maxLatencyToAddInMilliseconds":7}"#),
+            9,
+            &[b"x"],
+        );
         assert_eq!(outcome.request_delay, Duration::from_millis(7));
     }
 
@@ -311,7 +342,7 @@ mod tests {
         let (prefix, body) = produce_body(9, &[b"x"]);
         let old = RequestPrefix { api_version: 2, ..prefix };
         let mut rng = fastrand::Rng::with_seed(1);
-        let plan = Plan::decide(&random, 0, Scope::default(), &mut rng).unwrap();
+        let plan = Plan::decide(&random, 0, Scope::default(), None, &mut rng).unwrap();
         assert!(plan.carry_out(old, &body, &names, &mut rng).is_err());
         assert!(plan.carry_out(prefix, &body[..body.len() / 2], &names, &mut rng).is_err(), "truncated");
     }
@@ -319,8 +350,17 @@ mod tests {
     #[test]
     fn apis_without_rules_cost_nothing_and_rate_zero_never_fires() {
         let mut rng = fastrand::Rng::with_seed(1);
-        assert!(Plan::decide(&rules("slow-broker", "{}"), 1, Scope::default(), &mut rng).is_none());
+        assert!(Plan::decide(&rules("slow-broker", "{}"), 1, Scope::default(), None, &mut rng).is_none());
         let never = rules("slow-broker", r#"{"rateInPercent":0}"#);
-        assert!((0..1000).all(|_| Plan::decide(&never, 0, Scope::default(), &mut rng).is_none()));
+        assert!((0..1000).all(|_| Plan::decide(&never, 0, Scope::default(), None, &mut rng).is_none()));
+        let orders = rules("slow-topic", r#"{"topics":["orders"]}"#);
+        let other = ["payments".to_owned()];
+        assert!(
+            Plan::decide(&orders, 0, Scope::default(), Some(&other), &mut rng).is_none(),
+            "known topics rule out"
+        );
+        let plan =
+            Plan::decide(&orders, 0, Scope::default(), Some(&["orders".to_owned()]), &mut rng).unwrap();
+        assert!(plan.needs_body);
     }
 }

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
-use super::frame::{self, LENGTH_PREFIX, REQUEST_PREFIX, RESPONSE_PREFIX, RequestPrefix};
+use super::frame::{self, LENGTH_PREFIX, ProduceTopics, REQUEST_PREFIX, RESPONSE_PREFIX, RequestPrefix};
 use super::identity::Identity;
 use super::inflight::{Answer, InFlight, InFlightQueue, Reply};
 use super::lane::{Emit, Lane, LaneError, Router, Verdict};
@@ -28,6 +28,8 @@ use crate::warn;
 
 /// Iterations of the connection loop before it yields to other tasks on the shard.
 const BUDGET: usize = 32;
+/// How far into a Produce request kaos reads for its first topic before gathering it whole.
+const TOPIC_PEEK_LIMIT: usize = 64 * 1024;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -144,7 +146,7 @@ impl<'a> Connection<'a> {
             let mut injected = false;
             while self.in_flight.front_is_local() && self.responses.is_flushed() {
                 let (frame, ready_at) = self.in_flight.take_local().expect("front is local");
-                injected |= self.responses.inject(Emit { frames: vec![frame], not_before: Some(ready_at) });
+                injected |= self.responses.inject(vec![frame], Some(ready_at));
             }
 
             let mut router = ResponseRouter {
@@ -244,7 +246,7 @@ impl RequestRouter<'_, '_> {
 impl Router for RequestRouter<'_, '_> {
     const MIN_BODY: usize = REQUEST_PREFIX;
 
-    fn on_frame(&mut self, _body_len: usize, head: &[u8]) -> Result<Verdict, String> {
+    fn on_frame(&mut self, body_len: usize, head: &[u8]) -> Result<Verdict, String> {
         if self.in_flight.is_full() || self.shard.drain.started() {
             return Ok(Verdict::Hold);
         }
@@ -259,15 +261,39 @@ impl Router for RequestRouter<'_, '_> {
         } else {
             true
         };
-        self.shard.metrics.count_request(request.api_key);
         let side = &mut *self.side;
-        let scope = Scope { user: side.identity.user(), node: side.node };
-        let plan = Plan::decide(side.rules.load(), request.api_key, scope, &mut side.rng);
-        if plan.is_none() && !Identity::is_revealing(request.api_key) {
+        let rules = side.rules.load();
+        let candidates = rules.for_api(request.api_key);
+        let revealing = Identity::is_revealing(request.api_key);
+        if candidates.is_empty() && !revealing {
+            self.shard.metrics.count_request(request.api_key);
             self.push(request, expects_response, Reply::Upstream { delay: Duration::ZERO });
             return Ok(Verdict::Forward);
         }
-        side.pending = Some(Pending { request, expects_response, plan });
+        // Topic rules: a Produce request's topics are usually known from its head, so rules for
+        // other topics cost no decoding.
+        let topics = if request.is_produce() && candidates.iter().any(|rule| !rule.topics.is_empty()) {
+            match frame::produce_topics(head, request.api_version).map_err(|e| e.to_string())? {
+                ProduceTopics::All(topics) => {
+                    Some(topics.iter().filter_map(|t| self.shard.topic_ref_name(t)).collect::<Vec<_>>())
+                }
+                ProduceTopics::NeedMore if head.len() < body_len && head.len() < TOPIC_PEEK_LIMIT => {
+                    return Ok(Verdict::NeedBytes(head.len() + 64));
+                }
+                // The whole request will tell: the plan keeps topic rules and checks them then.
+                ProduceTopics::NeedMore | ProduceTopics::BeyondHead => None,
+            }
+        } else {
+            None
+        };
+        let scope = Scope { user: side.identity.user(), node: side.node };
+        let plan = Plan::decide(rules, request.api_key, scope, topics.as_deref(), &mut side.rng);
+        self.shard.metrics.count_request(request.api_key);
+        if plan.is_none() && !revealing {
+            self.push(request, expects_response, Reply::Upstream { delay: Duration::ZERO });
+            return Ok(Verdict::Forward);
+        }
+        self.side.pending = Some(Pending { request, expects_response, plan });
         Ok(Verdict::Whole)
     }
 
@@ -280,7 +306,7 @@ impl Router for RequestRouter<'_, '_> {
         let upstream = Reply::Upstream { delay: Duration::ZERO };
         let Some(plan) = plan else {
             self.push(request, expects_response, upstream);
-            return Ok(Emit::now(with_length_prefix(body)));
+            return Ok(Emit::original(None));
         };
         let shard = self.shard;
         let topic_by_id = |id: &[u8; 16]| shard.topic_name(id);
@@ -290,7 +316,7 @@ impl Router for RequestRouter<'_, '_> {
                 shard.metrics.chaos_undecodable.add(1);
                 warn!("chaos rule skipped, request relayed untouched: {}", why.0);
                 self.push(request, expects_response, upstream);
-                return Ok(Emit::now(with_length_prefix(body)));
+                return Ok(Emit::original(None));
             }
         };
         for (feature, effect) in &outcome.applied {
@@ -302,20 +328,25 @@ impl Router for RequestRouter<'_, '_> {
             if expects_response {
                 self.push(request, true, Reply::Local { frame: answer, ready_at: now + after });
             }
-            return Ok(Emit::default());
+            return Ok(Emit::frames(Vec::new(), None));
         }
-        let frame = outcome.rewritten.unwrap_or_else(|| with_length_prefix(body));
         self.push(request, expects_response, Reply::Upstream { delay: outcome.response_delay });
-        let mut frames = vec![];
-        if outcome.duplicate {
-            let copy = self.duplicate(&frame, request, expects_response);
-            frames.push(frame);
-            frames.push(copy);
-        } else {
-            frames.push(frame);
-        }
         let not_before = (!outcome.request_delay.is_zero()).then(|| now + outcome.request_delay);
-        Ok(Emit { frames, not_before })
+        match (outcome.rewritten, outcome.duplicate) {
+            (None, false) => Ok(Emit::original(not_before)),
+            (rewritten, duplicate) => {
+                let frame = rewritten.unwrap_or_else(|| with_length_prefix(body));
+                let mut frames = Vec::with_capacity(2);
+                if duplicate {
+                    let copy = self.duplicate(&frame, request, expects_response);
+                    frames.push(frame);
+                    frames.push(copy);
+                } else {
+                    frames.push(frame);
+                }
+                Ok(Emit::frames(frames, not_before))
+            }
+        }
     }
 }
 
@@ -365,25 +396,23 @@ impl Router for ResponseRouter<'_, '_> {
     fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String> {
         let (request, release) = match self.gathering.take() {
             Some(Gathering::Relay { request, release }) => (request, release),
-            Some(Gathering::Drop) => return Ok(Emit::default()),
+            Some(Gathering::Drop) => return Ok(Emit::frames(Vec::new(), None)),
             None => return Err("gathered a response with no request".into()),
         };
-        let frame = if rewrite::needs_rewrite(request.api_key, request.api_version) {
-            let mut learned = Learned::default();
-            let frame = rewrite::rewrite_response(
-                request.api_key,
-                request.api_version,
-                Bytes::copy_from_slice(body),
-                &self.shard.ports,
-                &mut learned,
-            )
-            .map_err(|e| e.to_string())?;
-            self.shard.learn(&learned);
-            frame
-        } else {
-            with_length_prefix(body)
-        };
-        Ok(Emit { frames: vec![frame], not_before: release })
+        if !rewrite::needs_rewrite(request.api_key, request.api_version) {
+            return Ok(Emit::original(release));
+        }
+        let mut learned = Learned::default();
+        let frame = rewrite::rewrite_response(
+            request.api_key,
+            request.api_version,
+            Bytes::copy_from_slice(body),
+            &self.shard.ports,
+            &mut learned,
+        )
+        .map_err(|e| e.to_string())?;
+        self.shard.learn(&learned);
+        Ok(Emit::frames(vec![frame], release))
     }
 }
 

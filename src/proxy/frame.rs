@@ -87,7 +87,7 @@ pub fn response_correlation_id(body: &[u8]) -> Option<i32> {
 /// Reads `acks` from a Produce request body, walking past client_id, the header's tagged fields
 /// (request header v2, Produce v9+) and transactional_id (v3+). `Ok(None)`: more bytes needed.
 pub fn produce_acks(body: &[u8], version: i16) -> Result<Option<i16>, FrameError> {
-    let mut cursor = Cursor { buf: body, pos: REQUEST_PREFIX };
+    let mut cursor = Cursor { buf: body, pos: REQUEST_PREFIX, topics_started: false };
     let parsed = (|| {
         cursor.skip_nullable_string()?;
         if version >= 9 {
@@ -107,6 +107,71 @@ pub fn produce_acks(body: &[u8], version: i16) -> Result<Option<i16>, FrameError
     }
 }
 
+/// A topic as a request names it: by name, or by id from Produce v13 and Fetch v13 on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicRef {
+    Name(String),
+    Id([u8; 16]),
+}
+
+/// What the first bytes of a Produce request tell about its topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProduceTopics {
+    /// Every topic the request writes to.
+    All(Vec<TopicRef>),
+    /// More bytes are needed to reach the first topic.
+    NeedMore,
+    /// Topics after the first sit behind its records: only the whole frame tells.
+    BeyondHead,
+}
+
+/// Lists a Produce request's topics without decoding records. `body` is the frame after its
+/// length prefix, whole or in part; a request for one topic is known from its first bytes.
+pub fn produce_topics(body: &[u8], version: i16) -> Result<ProduceTopics, FrameError> {
+    let mut cursor = Cursor { buf: body, pos: REQUEST_PREFIX, topics_started: false };
+    let flexible = version >= 9;
+    let walked = (|| {
+        cursor.skip_nullable_string()?;
+        if flexible {
+            cursor.skip_tagged_fields()?;
+            cursor.skip_compact_nullable_string()?;
+        } else if version >= 3 {
+            cursor.skip_nullable_string()?;
+        }
+        cursor.take(2 + 4)?; // acks, timeout_ms
+        let count = cursor.array_len(flexible)?;
+        let mut topics = Vec::with_capacity(count.min(64));
+        for index in 0..count {
+            topics.push(if version >= 13 {
+                TopicRef::Id(cursor.take(16)?.try_into().expect("16 bytes"))
+            } else {
+                TopicRef::Name(cursor.string(flexible)?)
+            });
+            cursor.topics_started = true;
+            if index + 1 == count {
+                break;
+            }
+            for _ in 0..cursor.array_len(flexible)? {
+                cursor.take(4)?; // partition index
+                cursor.skip_bytes(flexible)?;
+                if flexible {
+                    cursor.skip_tagged_fields()?;
+                }
+            }
+            if flexible {
+                cursor.skip_tagged_fields()?;
+            }
+        }
+        Ok(topics)
+    })();
+    match walked {
+        Ok(topics) => Ok(ProduceTopics::All(topics)),
+        Err(Short::NeedMore) if cursor.topics_started => Ok(ProduceTopics::BeyondHead),
+        Err(Short::NeedMore) => Ok(ProduceTopics::NeedMore),
+        Err(Short::Invalid(why)) => Err(FrameError::BadHeader(why)),
+    }
+}
+
 enum Short {
     NeedMore,
     Invalid(&'static str),
@@ -115,6 +180,8 @@ enum Short {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Set once a topic was read: running short after that means later topics are not here yet.
+    topics_started: bool,
 }
 
 impl Cursor<'_> {
@@ -153,6 +220,46 @@ impl Cursor<'_> {
     fn skip_compact_nullable_string(&mut self) -> Result<(), Short> {
         let len_plus_one = self.unsigned_varint()? as usize;
         self.take(len_plus_one.saturating_sub(1)).map(drop)
+    }
+
+    fn i32(&mut self) -> Result<i32, Short> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// An array length: i32, or unsigned varint + 1 in flexible versions. Null counts as empty.
+    fn array_len(&mut self, flexible: bool) -> Result<usize, Short> {
+        if flexible {
+            return Ok((self.unsigned_varint()? as usize).saturating_sub(1));
+        }
+        match self.i32()? {
+            -1 => Ok(0),
+            n if n < 0 => Err(Short::Invalid("negative array length")),
+            n => Ok(n as usize),
+        }
+    }
+
+    fn string(&mut self, flexible: bool) -> Result<String, Short> {
+        let len = if flexible {
+            (self.unsigned_varint()? as usize).checked_sub(1).ok_or(Short::Invalid("null topic name"))?
+        } else {
+            usize::try_from(self.i16()?).map_err(|_| Short::Invalid("null topic name"))?
+        };
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| Short::Invalid("topic name is not UTF-8"))
+    }
+
+    fn skip_bytes(&mut self, flexible: bool) -> Result<(), Short> {
+        let len = if flexible {
+            (self.unsigned_varint()? as usize).saturating_sub(1)
+        } else {
+            match self.i32()? {
+                -1 => 0,
+                n if n < 0 => return Err(Short::Invalid("negative bytes length")),
+                n => n as usize,
+            }
+        };
+        self.take(len).map(drop)
     }
 
     fn skip_tagged_fields(&mut self) -> Result<(), Short> {
@@ -248,7 +355,74 @@ mod tests {
             let _ = response_correlation_id(&bytes);
             for version in [0, 3, 9, 13] {
                 let _ = produce_acks(&bytes, version);
+                let _ = produce_topics(&bytes, version);
             }
+        }
+    }
+
+    fn produce_request_body(version: i16, topics: &[&str]) -> Vec<u8> {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let topic_data = topics
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let partitions = (0..2)
+                    .map(|p| {
+                        PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(vec![7u8; 300].into()))
+                    })
+                    .collect();
+                let topic = TopicProduceData::default().with_partition_data(partitions);
+                if version >= 13 {
+                    topic.with_topic_id(uuid::Uuid::from_bytes([i as u8 + 1; 16]))
+                } else {
+                    topic.with_name(TopicName(StrBytes::from_string((*name).to_owned())))
+                }
+            })
+            .collect();
+        let request = ProduceRequest::default().with_acks(-1).with_topic_data(topic_data);
+        let header = RequestHeader::default()
+            .with_request_api_key(0)
+            .with_request_api_version(version)
+            .with_client_id(Some(StrBytes::from_static_str("peek")));
+        let mut out = bytes::BytesMut::new();
+        header.encode(&mut out, ApiKey::Produce.request_header_version(version)).unwrap();
+        request.encode(&mut out, version).unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn produce_topics_are_read_without_decoding_records() {
+        for version in 3..=13 {
+            let names = ["orders", "payments", "audit"];
+            let expected: Vec<TopicRef> = (0..3)
+                .map(|i| {
+                    if version >= 13 {
+                        TopicRef::Id([i as u8 + 1; 16])
+                    } else {
+                        TopicRef::Name(names[i].into())
+                    }
+                })
+                .collect();
+            let body = produce_request_body(version, &names);
+            assert_eq!(
+                produce_topics(&body, version),
+                Ok(ProduceTopics::All(expected.clone())),
+                "v{version}"
+            );
+            // One topic is known from the head alone, long before its records end.
+            let single = produce_request_body(version, &names[..1]);
+            let head = &single[..single.len() - 500];
+            assert_eq!(
+                produce_topics(head, version),
+                Ok(ProduceTopics::All(expected[..1].to_vec())),
+                "v{version}"
+            );
+            assert_eq!(produce_topics(&body[..20], version), Ok(ProduceTopics::NeedMore), "v{version}");
+            assert_eq!(produce_topics(&body[..200], version), Ok(ProduceTopics::BeyondHead), "v{version}");
         }
     }
 

@@ -46,17 +46,24 @@ pub trait Router {
     fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String>;
 }
 
-/// Frames (length prefix included) to send in place of a gathered frame: none, to drop it; two,
-/// to duplicate it. Nothing behind them leaves before `not_before`.
+/// What to send in place of a gathered frame: the frame itself as read (no copy), or frames of
+/// the router's own (length prefix included): none, to drop it; two, to duplicate it. Nothing
+/// behind them leaves before `not_before`.
 #[derive(Debug, Default)]
 pub struct Emit {
+    pub keep_original: bool,
     pub frames: Vec<BytesMut>,
     pub not_before: Option<Instant>,
 }
 
 impl Emit {
-    pub fn now(frame: BytesMut) -> Emit {
-        Emit { frames: vec![frame], not_before: None }
+    /// The gathered frame, unchanged, not before `not_before`.
+    pub fn original(not_before: Option<Instant>) -> Emit {
+        Emit { keep_original: true, frames: Vec::new(), not_before }
+    }
+
+    pub fn frames(frames: Vec<BytesMut>, not_before: Option<Instant>) -> Emit {
+        Emit { keep_original: false, frames, not_before }
     }
 }
 
@@ -141,13 +148,13 @@ impl Lane {
         self.not_before
     }
 
-    /// Sends frames of kaos's own at the current frame boundary. Only when everything before the
+    /// Sends frames of kaos's own at the current frame boundary, once everything before the
     /// boundary is out, so they cannot overtake earlier frames; `false` when not possible now.
-    pub fn inject(&mut self, emit: Emit) -> bool {
+    pub fn inject(&mut self, frames: Vec<BytesMut>, not_before: Option<Instant>) -> bool {
         if !self.is_flushed() {
             return false;
         }
-        self.push(emit);
+        self.push(Emit::frames(frames, not_before));
         true
     }
 
@@ -270,7 +277,9 @@ impl Lane {
         let body = &self.buf[self.ready + LENGTH_PREFIX..self.ready + size];
         let emit = router.on_whole(body).map_err(LaneError::Protocol)?;
         self.ready += size;
-        self.start = self.ready;
+        if !emit.keep_original {
+            self.start = self.ready;
+        }
         self.whole = None;
         self.push(emit);
         Ok(true)
