@@ -8,6 +8,7 @@ ratios from the same invocation mean anything.
 """
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -49,6 +50,44 @@ def ready(admin):
         return False
 
 
+def post_rule(admin, feature, body):
+    request = urllib.request.Request(
+        f"http://{admin}/tenant/bench/user/bench/feature/{feature}", data=json.dumps(body).encode(),
+        method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+def delete_all_rules(admin):
+    with urllib.request.urlopen(f"http://{admin}/rules", timeout=5) as response:
+        rules = json.loads(response.read())
+    for rule in rules:
+        path = (f"/tenant/{rule['tenant']}/user/{rule['user']}/feature/{rule['feature']}"
+                f"/apiKeys/{rule['apiKeys']}/direction/{rule['direction']}")
+        urllib.request.urlopen(urllib.request.Request(f"http://{admin}{path}", method="DELETE"), timeout=5).close()
+
+
+def non_matching_rules(admin):
+    """20 rules that match none of the benchmark's traffic, through each way a rule can miss:
+    topics (Produce head peek, Fetch decode), brokers, and APIs the benchmark does not use."""
+    for i in range(6):
+        post_rule(admin, "slow-topic", {"config": {"topicPatterns": [f"nomatch-{i}-.*"],
+                                                   "minLatencyToAddInMilliseconds": 1000},
+                                        "direction": "REQUEST", "apiKeys": "PRODUCE"})
+    for i in range(4):
+        post_rule(admin, "random-bytes", {"config": {"topics": [f"absent-{i}"]},
+                                          "direction": "REQUEST", "apiKeys": "PRODUCE"})
+    for i in range(4):
+        post_rule(admin, "slow-topic", {"config": {"topicPatterns": [f"nomatch-{i}-.*"],
+                                                   "minLatencyToAddInMilliseconds": 1000},
+                                        "direction": "RESPONSE", "apiKeys": "FETCH"})
+    post_rule(admin, "broken-broker", {"config": {"brokerIds": [9999]}, "direction": "REQUEST", "apiKeys": "PRODUCE"})
+    post_rule(admin, "leader-election", {"config": {"brokerIds": [9999]}, "direction": "REQUEST", "apiKeys": "FETCH"})
+    for api in ["LIST_OFFSETS", "OFFSET_COMMIT", "JOIN_GROUP", "DELETE_TOPICS"]:
+        post_rule(admin, "slow-broker", {"config": {"minLatencyToAddInMilliseconds": 1000},
+                                         "direction": "REQUEST", "apiKeys": api})
+
+
 def cpu_seconds(pid):
     """User + system CPU time of a process, from /proc."""
     with open(f"/proc/{pid}/stat") as f:
@@ -88,6 +127,41 @@ def run_perf(perf, args, pattern):
     return float(rates[-1])
 
 
+def paired(tansu, perf, pairs, sides, produce_flags, consume_flags, on_run=None):
+    """Alternating paired runs of each side; returns {(side, load): [rates]}."""
+    results = {(side, load): [] for side in sides for load in ("produce", "consume")}
+    for pair in range(pairs):
+        order = list(sides) if pair % 2 == 0 else list(reversed(sides))
+        for side in order:
+            bootstrap, prepare = sides[side]
+            tansu.restart()
+            tansu.create_topic("bench", 1)
+            prepare()
+            flags = ["-t", "bench", "-b", bootstrap]
+            measure = on_run(side) if on_run else None
+            produced = run_perf(perf, produce_flags + flags, r"in \d+ms: (\d+) msgs/s")
+            consumed = run_perf(perf, consume_flags + flags, r"consumed in \d+ms: (\d+) msgs/s")
+            if measure:
+                measure()
+            results[(side, "produce")].append(produced)
+            results[(side, "consume")].append(consumed)
+            print(f"pair {pair + 1}/{pairs} {side:14} produce {produced:>12,.0f} msg/s"
+                  f"   consume {consumed:>12,.0f} msg/s", flush=True)
+    return results
+
+
+def table(results, base, other, pairs, records, size):
+    print(f"\n{other} / {base}: {pairs} alternating pairs, {records:,} records of {size} bytes, 1 partition\n")
+    print(f"| workload | {base} median msg/s | {other} median msg/s | {other} / {base} (median) | per-pair ratio min-max |")
+    print("|---|---|---|---|---|")
+    for load in ("produce", "consume"):
+        first, second = results[(base, load)], results[(other, load)]
+        ratios = [b / a for a, b in zip(first, second)]
+        print(f"| {load} | {statistics.median(first):,.0f} | {statistics.median(second):,.0f} "
+              f"| {statistics.median(second) / statistics.median(first):.3f} "
+              f"| {min(ratios):.3f}-{max(ratios):.3f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kaos", required=True)
@@ -97,6 +171,8 @@ def main():
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--shards", type=int, default=0, help="kaos shards (0: kaos's default)")
+    parser.add_argument("--suites", default="direct,rules", help="comma-separated: direct (kaos vs direct), "
+                        "rules (20 non-matching rules vs none)")
     args = parser.parse_args()
 
     tansu = Tansu(args.tansu, free_port())
@@ -107,46 +183,50 @@ def main():
         kaos_args += ["--shards", str(args.shards)]
     tansu.restart()
     kaos = subprocess.Popen(kaos_args, stderr=subprocess.DEVNULL)
-    targets = {"direct": f"127.0.0.1:{tansu.port}", "kaos": f"127.0.0.1:{port_start}"}
+    direct, proxied = f"127.0.0.1:{tansu.port}", f"127.0.0.1:{port_start}"
     produce_flags = ["-P", "-s", str(args.size), "-c", str(args.records), "-X", "acks=all", "-X", "linger.ms=5"]
     consume_flags = ["-C", "-p", "0", "-o", "beginning", "-c", str(args.records), "-X", "fetch.wait.max.ms=10"]
-    results = {(target, load): [] for target in targets for load in ("produce", "consume")}
-    kaos_cpu, kaos_bytes = 0.0, 0
+    suites = args.suites.split(",")
+    cpu = {"seconds": 0.0, "bytes": 0}
+
+    def kaos_ready():
+        wait_for("kaos to see tansu", lambda: ready(admin))
+
+    def count_cpu(side):
+        if side != "kaos":
+            return None
+        before = cpu_seconds(kaos.pid)
+
+        def after():
+            cpu["seconds"] += cpu_seconds(kaos.pid) - before
+            cpu["bytes"] += 2 * args.records * args.size
+        return after
+
     try:
         wait_for("kaos", lambda: ready(admin))
-        for pair in range(args.pairs):
-            order = ["direct", "kaos"] if pair % 2 == 0 else ["kaos", "direct"]
-            for target in order:
-                tansu.restart()
-                tansu.create_topic("bench", 1)
-                wait_for("kaos to see tansu", lambda: ready(admin))
-                cpu_before = cpu_seconds(kaos.pid)
-                bootstrap = ["-t", "bench", "-b", targets[target]]
-                produced = run_perf(args.perf, produce_flags + bootstrap, r"in \d+ms: (\d+) msgs/s")
-                consumed = run_perf(args.perf, consume_flags + bootstrap, r"consumed in \d+ms: (\d+) msgs/s")
-                if target == "kaos":
-                    kaos_cpu += cpu_seconds(kaos.pid) - cpu_before
-                    kaos_bytes += 2 * args.records * args.size
-                results[(target, "produce")].append(produced)
-                results[(target, "consume")].append(consumed)
-                print(f"pair {pair + 1}/{args.pairs} {target:6} produce {produced:>12,.0f} msg/s"
-                      f"   consume {consumed:>12,.0f} msg/s", flush=True)
+        if "direct" in suites:
+            sides = {"direct": (direct, lambda: None), "kaos": (proxied, kaos_ready)}
+            results = paired(tansu, args.perf, args.pairs, sides, produce_flags, consume_flags, count_cpu)
+            table(results, "direct", "kaos", args.pairs, args.records, args.size)
+            if cpu["bytes"]:
+                print(f"\nkaos CPU: {cpu['seconds'] / (cpu['bytes'] / 1e9):.2f} CPU-seconds per GB of record "
+                      "payload forwarded")
+        if "rules" in suites:
+            def no_rules():
+                delete_all_rules(admin)
+                kaos_ready()
+
+            def with_rules():
+                delete_all_rules(admin)
+                non_matching_rules(admin)
+                kaos_ready()
+            sides = {"no rules": (proxied, no_rules), "20 rules": (proxied, with_rules)}
+            results = paired(tansu, args.perf, args.pairs, sides, produce_flags, consume_flags)
+            table(results, "no rules", "20 rules", args.pairs, args.records, args.size)
     finally:
         kaos.send_signal(signal.SIGTERM)
         kaos.wait(timeout=30)
         tansu.stop()
-
-    print(f"\n{args.pairs} alternating pairs, {args.records:,} records of {args.size} bytes, 1 partition\n")
-    print("| workload | direct median msg/s | kaos median msg/s | kaos / direct (median) | per-pair ratio min-max |")
-    print("|---|---|---|---|---|")
-    for load in ("produce", "consume"):
-        direct, proxied = results[("direct", load)], results[("kaos", load)]
-        ratios = [k / d for k, d in zip(proxied, direct)]
-        print(f"| {load} | {statistics.median(direct):,.0f} | {statistics.median(proxied):,.0f} "
-              f"| {statistics.median(proxied) / statistics.median(direct):.3f} "
-              f"| {min(ratios):.3f}-{max(ratios):.3f} |")
-    if kaos_bytes:
-        print(f"\nkaos CPU: {kaos_cpu / (kaos_bytes / 1e9):.2f} CPU-seconds per GB of record payload forwarded")
 
 
 if __name__ == "__main__":

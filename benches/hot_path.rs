@@ -8,7 +8,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponseTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, MetadataResponse, ResponseHeader, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kaos::proxy::frame::{RequestPrefix, body_len, produce_acks};
+use std::sync::Arc;
+
+use kaos::chaos::plan::{Plan, Scope};
+use kaos::chaos::{Rule, RuleSet};
+use kaos::proxy::frame::{ProduceTopics, RequestPrefix, TopicRef, body_len, produce_acks, produce_topics};
 use kaos::proxy::rewrite::{BrokerPorts, Learned, encode_frame, rewrite_response};
 
 fn produce_frame() -> Vec<u8> {
@@ -73,5 +77,65 @@ fn metadata_rewrite(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, frame_header_peek, metadata_rewrite);
+/// `n` rules that never match a Produce to "bench": other topics, other brokers.
+fn non_matching_rules(n: usize) -> RuleSet {
+    let rules = (0..n)
+        .map(|i| {
+            let (feature, config) = match i % 3 {
+                0 => ("slow-topic", format!(r#"{{"topicPatterns":["nomatch-{i}-.*"]}}"#)),
+                1 => ("random-bytes", format!(r#"{{"topics":["absent-{i}"]}}"#)),
+                _ => ("broken-broker", r#"{"brokerIds":[9999]}"#.to_owned()),
+            };
+            let body = format!(r#"{{"config":{config},"direction":"REQUEST","apiKeys":"PRODUCE"}}"#);
+            Arc::new(Rule::from_request("t", "u", feature, body.as_bytes()).expect("valid rule"))
+        })
+        .collect();
+    RuleSet::new(1, rules)
+}
+
+fn rule_matching(c: &mut Criterion) {
+    let frame = produce_frame_for_topic("bench");
+    let body = &frame[4..];
+    let mut rng = fastrand::Rng::with_seed(1);
+    for n in [0, 1, 20, 200] {
+        let rules = non_matching_rules(n);
+        c.bench_function(&format!("rule matching per Produce request ({n} non-matching rules)"), |b| {
+            b.iter(|| {
+                let prefix = RequestPrefix::parse(body).unwrap();
+                if rules.for_api(prefix.api_key).is_empty() {
+                    return black_box(None);
+                }
+                let ProduceTopics::All(topics) = produce_topics(body, prefix.api_version).unwrap() else {
+                    panic!("single-topic request")
+                };
+                let names: Vec<String> = topics
+                    .into_iter()
+                    .filter_map(|t| if let TopicRef::Name(n) = t { Some(n) } else { None })
+                    .collect();
+                black_box(Plan::decide(&rules, prefix.api_key, Scope::default(), Some(&names), &mut rng))
+            })
+        });
+    }
+}
+
+/// A Produce v9 request for one topic with 4 KiB of records.
+fn produce_frame_for_topic(topic: &str) -> Vec<u8> {
+    let mut frame = vec![0, 0, 0, 0];
+    frame.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 42, 0, 8]);
+    frame.extend_from_slice(b"producer");
+    frame.extend_from_slice(&[0, 0, 0xff, 0xff, 0, 0, 0x75, 0x30]); // tags, null txn id, acks -1, timeout
+    frame.push(2); // one topic (compact array)
+    frame.push(topic.len() as u8 + 1);
+    frame.extend_from_slice(topic.as_bytes());
+    frame.push(2); // one partition
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(&[0x81, 0x20]); // 4096 bytes of records, compact length + 1
+    frame.resize(frame.len() + 4096, 0);
+    frame.extend_from_slice(&[0, 0, 0]); // partition, topic and request tagged fields
+    let length = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&length.to_be_bytes());
+    frame
+}
+
+criterion_group!(benches, frame_header_peek, metadata_rewrite, rule_matching);
 criterion_main!(benches);
