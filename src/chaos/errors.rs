@@ -22,8 +22,8 @@ fn is_named(error: &ResponseError, name: &str) -> bool {
     !matches!(error, ResponseError::Unknown(_)) && screaming_snake(&error.to_string()) == name
 }
 
-/// `NotLeaderOrFollower` → `NOT_LEADER_OR_FOLLOWER`.
-fn screaming_snake(camel: &str) -> String {
+/// `NotLeaderOrFollower` → `NOT_LEADER_OR_FOLLOWER`, as Kafka spells errors and API keys.
+pub fn screaming_snake(camel: &str) -> String {
     let mut out = String::with_capacity(camel.len() + 8);
     for (i, c) in camel.chars().enumerate() {
         if c.is_ascii_uppercase() && i > 0 {

@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 
 use super::config::{ConfigError, ConfigReader};
 use super::{Effect, Fault, FaultContext, records};
-use crate::warn;
 
 pub const FIELDS: &[&str] = &["fakeSchemaId"];
 const MAGIC_BYTE: u8 = 0;
@@ -34,9 +33,8 @@ impl Fault for InvalidSchema {
     }
 
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
-        let produce = context.produce.as_deref_mut()?;
         let id = self.fake_schema_id.to_be_bytes();
-        let mut edit = |batch: &mut Vec<kafka_protocol::records::Record>| {
+        records::rewrite_effect("invalid-schema", context, &mut |batch, _rng| {
             let mut changed = 0;
             for record in batch.iter_mut() {
                 let Some(value) =
@@ -53,15 +51,7 @@ impl Fault for InvalidSchema {
                 changed += 1;
             }
             changed
-        };
-        match records::rewrite_request(produce, context.topics, context.topic_name, &mut edit) {
-            Ok(0) => None,
-            Ok(changed) => Some(Effect::Rewrote(changed)),
-            Err(why) => {
-                warn!("invalid-schema left a request alone: {why}");
-                None
-            }
-        }
+        })
     }
 
     fn config_json(&self, config: &mut Map<String, Value>) {

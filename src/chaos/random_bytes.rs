@@ -7,7 +7,6 @@ use serde_json::{Map, Value};
 
 use super::config::{ConfigError, ConfigReader};
 use super::{Effect, Fault, FaultContext, records};
-use crate::warn;
 
 pub const FIELDS: &[&str] = &["nbMessages", "sizeInBytes"];
 /// A guard against a typo turning every record into megabytes.
@@ -36,9 +35,7 @@ impl Fault for RandomBytes {
     }
 
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
-        let produce = context.produce.as_deref_mut()?;
-        let rng = &mut *context.rng;
-        let mut edit = |batch: &mut Vec<kafka_protocol::records::Record>| {
+        records::rewrite_effect("random-bytes", context, &mut |batch, rng| {
             let picks = self.records_per_batch.min(batch.len());
             let mut indexes: Vec<usize> = (0..batch.len()).collect();
             rng.shuffle(&mut indexes);
@@ -50,15 +47,7 @@ impl Fault for RandomBytes {
                 record.value = Some(value.freeze());
             }
             picks as u64
-        };
-        match records::rewrite_request(produce, context.topics, context.topic_name, &mut edit) {
-            Ok(0) => None,
-            Ok(changed) => Some(Effect::Rewrote(changed)),
-            Err(why) => {
-                warn!("random-bytes left a request alone: {why}");
-                None
-            }
-        }
+        })
     }
 
     fn config_json(&self, config: &mut Map<String, Value>) {

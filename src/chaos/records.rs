@@ -6,7 +6,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
 
-use super::TopicFilter;
+use super::{Effect, FaultContext, TopicFilter};
+use crate::warn;
 
 /// baseOffset (i64) + batchLength (i32): the bytes before `batchLength` counts.
 const BATCH_LENGTH_END: usize = 12;
@@ -67,6 +68,26 @@ pub fn rewrite_request(
         }
     }
     Ok(changed)
+}
+
+/// Runs a record-rewriting fault's `edit` over the decoded Produce request in `context`; the
+/// effect is the number of records it changed. A batch kaos cannot decode leaves the request as
+/// it was.
+pub fn rewrite_effect(
+    feature: &str,
+    context: &mut FaultContext<'_>,
+    edit: &mut dyn FnMut(&mut Vec<Record>, &mut fastrand::Rng) -> u64,
+) -> Option<Effect> {
+    let produce = context.produce.as_deref_mut()?;
+    let rng = &mut *context.rng;
+    match rewrite_request(produce, context.topics, context.topic_name, &mut |batch| edit(batch, rng)) {
+        Ok(0) => None,
+        Ok(changed) => Some(Effect::Rewrote(changed)),
+        Err(why) => {
+            warn!("{feature} left a request alone: {why}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use kafka_protocol::messages::ApiKey;
 use serde_json::{Map, Value, json};
 
 use super::config::{ConfigError, ConfigReader, Schedule, TopicFilter};
+use super::errors::screaming_snake;
 use super::{Fault, broken_broker, duplicate_resource, invalid_schema, leader_election, random_bytes};
 use super::{slow_broker, slow_topic};
 
@@ -126,15 +127,7 @@ impl Direction {
 
 /// `PRODUCE`, `FIND_COORDINATOR`, ... as the REST API spells API keys.
 pub fn api_key_name(api: ApiKey) -> String {
-    let camel = format!("{api:?}");
-    let mut out = String::with_capacity(camel.len() + 4);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
+    screaming_snake(&format!("{api:?}"))
 }
 
 pub fn parse_api_key(name: &str) -> Option<ApiKey> {
