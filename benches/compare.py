@@ -16,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -99,11 +100,13 @@ class Tansu:
     def __init__(self, binary, port):
         self.binary, self.port, self.process = binary, port, None
 
-    def restart(self):
+    def restart(self, advertised_port=None):
+        """A fresh broker; `advertised_port` makes it tell clients to dial an L4 proxy instead."""
         self.stop()
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{advertised_port or self.port}"
         self.process = subprocess.Popen(
-            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for("tansu", lambda: listening(self.port))
@@ -116,6 +119,37 @@ class Tansu:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+class Haproxy:
+    """HAProxy in TCP mode: the L4 reference. It cannot rewrite addresses, so the broker
+    advertises HAProxy's port while HAProxy is measured."""
+
+    def __init__(self, broker_port):
+        self.port = free_port()
+        self.config = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
+        self.config.write(f"""global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend kafka
+    bind 127.0.0.1:{self.port}
+    default_backend broker
+backend broker
+    server tansu 127.0.0.1:{broker_port}
+""")
+        self.config.close()
+        self.process = subprocess.Popen(["haproxy", "-db", "-f", self.config.name],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("haproxy", lambda: listening(self.port))
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        os.unlink(self.config.name)
 
 
 def run_perf(perf, args, pattern):
@@ -133,8 +167,8 @@ def paired(tansu, perf, pairs, sides, produce_flags, consume_flags, on_run=None)
     for pair in range(pairs):
         order = list(sides) if pair % 2 == 0 else list(reversed(sides))
         for side in order:
-            bootstrap, prepare = sides[side]
-            tansu.restart()
+            bootstrap, prepare, advertised_port = sides[side]
+            tansu.restart(advertised_port)
             tansu.create_topic("bench", 1)
             prepare()
             flags = ["-t", "bench", "-b", bootstrap]
@@ -171,8 +205,9 @@ def main():
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--shards", type=int, default=0, help="kaos shards (0: kaos's default)")
-    parser.add_argument("--suites", default="direct,rules", help="comma-separated: direct (kaos vs direct), "
-                        "rules (20 non-matching rules vs none)")
+    parser.add_argument("--suites", default="direct,rules,haproxy",
+                        help="comma-separated: direct (kaos vs direct), rules (20 non-matching rules vs none), "
+                        "haproxy (kaos vs HAProxy in TCP mode)")
     args = parser.parse_args()
 
     tansu = Tansu(args.tansu, free_port())
@@ -205,7 +240,7 @@ def main():
     try:
         wait_for("kaos", lambda: ready(admin))
         if "direct" in suites:
-            sides = {"direct": (direct, lambda: None), "kaos": (proxied, kaos_ready)}
+            sides = {"direct": (direct, lambda: None, None), "kaos": (proxied, kaos_ready, None)}
             results = paired(tansu, args.perf, args.pairs, sides, produce_flags, consume_flags, count_cpu)
             table(results, "direct", "kaos", args.pairs, args.records, args.size)
             if cpu["bytes"]:
@@ -220,9 +255,18 @@ def main():
                 delete_all_rules(admin)
                 non_matching_rules(admin)
                 kaos_ready()
-            sides = {"no rules": (proxied, no_rules), "20 rules": (proxied, with_rules)}
+            sides = {"no rules": (proxied, no_rules, None), "20 rules": (proxied, with_rules, None)}
             results = paired(tansu, args.perf, args.pairs, sides, produce_flags, consume_flags)
             table(results, "no rules", "20 rules", args.pairs, args.records, args.size)
+        if "haproxy" in suites:
+            haproxy = Haproxy(tansu.port)
+            try:
+                sides = {"haproxy": (f"127.0.0.1:{haproxy.port}", lambda: None, haproxy.port),
+                         "kaos": (proxied, kaos_ready, None)}
+                results = paired(tansu, args.perf, args.pairs, sides, produce_flags, consume_flags)
+                table(results, "haproxy", "kaos", args.pairs, args.records, args.size)
+            finally:
+                haproxy.stop()
     finally:
         kaos.send_signal(signal.SIGTERM)
         kaos.wait(timeout=30)
