@@ -201,7 +201,7 @@ def main():
     parser.add_argument("--kaos", required=True)
     parser.add_argument("--tansu", required=True)
     parser.add_argument("--perf", required=True, help="path to rdkafka_performance")
-    parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--pairs", type=int, default=11)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--shards", type=int, default=0, help="kaos shards (0: kaos's default)")
