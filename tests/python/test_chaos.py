@@ -151,3 +151,39 @@ def test_invalid_schema_breaks_a_schema_aware_consumer(kaos):
     with pytest.raises(SchemaRegistryError, match="Not Found"):
         deserialize(raw[0], context)
     assert deserialize(raw[1], context) == {"some-valid": "clean"}
+
+
+def test_kafka_python_feels_a_slow_topic_and_not_the_others(kaos):
+    slow_topic, fast_topic = new_topic(kaos), new_topic(kaos)
+    slow, fast = kafka_python_producer(kaos), kafka_python_producer(kaos)
+    slow.send(slow_topic, b"warm-up").get(timeout=10)
+    fast.send(fast_topic, b"warm-up").get(timeout=10)
+    kaos.add_rule("slow-topic", {"topicPatterns": [slow_topic], "minLatencyToAddInMilliseconds": 600,
+                                 "maxLatencyToAddInMilliseconds": 700})
+
+    def round_trip(producer, topic):
+        started = time.monotonic()
+        producer.send(topic, b"probe").get(timeout=10)
+        return time.monotonic() - started
+
+    slowed, unaffected = round_trip(slow, slow_topic), round_trip(fast, fast_topic)
+    assert slowed >= 0.6
+    assert unaffected * 5 < slowed, (unaffected, slowed)
+    kaos.delete_rule("slow-topic")
+    assert round_trip(slow, slow_topic) < 0.6
+    slow.close()
+    fast.close()
+
+
+def test_kafka_python_reads_the_fake_schema_id(kaos):
+    topic = new_topic(kaos)
+    kaos.add_rule("invalid-schema", {"topics": [topic], "fakeSchemaId": 999})
+    producer = kafka_python_producer(kaos)
+    framed = b"\x00" + (1).to_bytes(4, "big") + b'{"some-valid":"x"}'
+    producer.send(topic, framed).get(timeout=10)
+    producer.send(topic, b"not framed").get(timeout=10)
+    kaos.delete_rule("invalid-schema")
+    producer.send(topic, framed).get(timeout=10)
+    producer.close()
+    values = read_all(kaos, topic, 3)
+    assert values == [b"\x00" + (999).to_bytes(4, "big") + b'{"some-valid":"x"}', b"not framed", framed]
