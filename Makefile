@@ -16,6 +16,7 @@ RDKAFKA_PERFORMANCE := $(LIBRDKAFKA)/examples/rdkafka_performance
 VENV := $(KAOS_CACHE)/venv
 VENV_STAMP := $(VENV)/.kaos-requirements
 KAOS := target/release/kaos
+LOADTEST := target/release/kaos-loadtest
 
 KAFKA_PORT ?= 9092
 PORT_START ?= 6969
@@ -24,7 +25,7 @@ ADMIN_ADDR ?= 127.0.0.1:8888
 .PHONY: build deps test lint run demo bench clean-cache
 
 build:
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --workspace --bins
 
 deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP)
 
@@ -48,13 +49,13 @@ $(VENV_STAMP): tests/python/requirements.txt
 	cp tests/python/requirements.txt $(VENV_STAMP)
 
 test: deps
-	$(CARGO) build --release --bins
-	$(CARGO) test --release
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) test --release --workspace
 	KAOS_BIN=$(KAOS) TANSU_BIN=$(TANSU) $(VENV)/bin/python -m pytest -q -p no:warnings tests/python
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 # A local broker on $(KAFKA_PORT) and kaos on $(PORT_START) (admin API on $(ADMIN_ADDR)).
 # Ctrl-C stops both.
