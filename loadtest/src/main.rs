@@ -48,9 +48,14 @@ struct Args {
     /// Producer instances, each with its own connection.
     #[arg(long, default_value_t = 1)]
     producers: u32,
-    /// Consumers in one consumer group.
+    /// Consumers in one consumer group; 0 only produces (no loss check).
     #[arg(long, default_value_t = 1)]
     consumers: u32,
+    /// Instead of a load run: one producer with one request in flight (linger.ms=0, acks=1)
+    /// sends this many records, each after the previous one was acknowledged, and reports the
+    /// round-trip percentiles.
+    #[arg(long, value_name = "RECORDS")]
+    closed_loop: Option<u64>,
     /// Records per second over all producers; 0 sends flat out.
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
@@ -157,6 +162,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<bool, String> {
+    if let Some(records) = args.closed_loop {
+        return closed_loop(args, records);
+    }
     let windows = args.chaos.iter().map(|w| ChaosWindow::parse(w)).collect::<Result<Vec<_>, _>>()?;
     let producer_config = client_config(&args.bootstrap_servers, &args.producer_config)?;
     let consumer_config = client_config(&args.bootstrap_servers, &args.consumer_config)?;
@@ -167,7 +175,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let end_to_end = Arc::new(Mutex::new(histogram()));
     let consuming = Arc::new(AtomicBool::new(true));
     let group = format!("kaos-loadtest-{}", now_micros());
-    let consumers: Vec<_> = (0..args.consumers.max(1))
+    let consumers: Vec<_> = (0..args.consumers)
         .map(|_| {
             let mut config = consumer_config.clone();
             config
@@ -207,17 +215,16 @@ fn run(args: &Args) -> Result<bool, String> {
     // Drain: let consumers catch up with everything the producers saw acknowledged.
     let total_acked: u64 = acked.values().map(SequenceSet::len).sum();
     let drain_deadline = Instant::now() + Duration::from_secs_f64(args.drain_timeout);
-    loop {
-        let caught_up = {
-            let verifier = verifier.lock().expect("not poisoned");
-            acked.iter().all(|(&p, set)| set.iter().all(|s| verifier.has_seen(p, s)))
-        };
-        if caught_up || Instant::now() >= drain_deadline {
-            break;
+    let caught_up = || {
+        let verifier = verifier.lock().expect("not poisoned");
+        acked.iter().all(|(&p, set)| set.iter().all(|s| verifier.has_seen(p, s)))
+    };
+    if args.consumers > 0 {
+        while !caught_up() && Instant::now() < drain_deadline {
+            thread::sleep(Duration::from_millis(200));
         }
-        thread::sleep(Duration::from_millis(200));
+        thread::sleep(Duration::from_millis(500)); // late duplicates
     }
-    thread::sleep(Duration::from_millis(500)); // late duplicates
     consuming.store(false, Ordering::Relaxed);
     for handle in consumers {
         handle.join().map_err(|_| "a consumer thread panicked")??;
@@ -228,7 +235,11 @@ fn run(args: &Args) -> Result<bool, String> {
         .into_inner()
         .expect("not poisoned");
     let partitions = args.partitions.max(1);
-    let lost = verifier.settle_losses(&acked, |sequence| (sequence % partitions as u64) as i32);
+    let lost = if args.consumers > 0 {
+        verifier.settle_losses(&acked, |sequence| (sequence % partitions as u64) as i32)
+    } else {
+        0
+    };
     let end_to_end = end_to_end.lock().expect("not poisoned").clone();
     let summary = summarize(
         args,
@@ -248,6 +259,57 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let duplicates = summary["consumed"]["duplicates"].as_u64().unwrap_or(0);
     Ok(lost == 0 && !(args.fail_on_duplicates && duplicates > 0))
+}
+
+/// Sends `records` one at a time, each after the previous delivery report, and reports latency.
+fn closed_loop(args: &Args, records: u64) -> Result<bool, String> {
+    ensure_topic(&args.bootstrap_servers, &args.topic, args.partitions)?;
+    let mut config = client_config(&args.bootstrap_servers, &args.producer_config)?;
+    config.set("linger.ms", "0").set("acks", "1");
+    let live = Arc::new(Live::default());
+    let context =
+        Deliveries { live: live.clone(), acked: Mutex::default(), latency: Mutex::new(histogram()) };
+    let producer: BaseProducer<Deliveries> =
+        config.create_with_context(context).map_err(|e| e.to_string())?;
+    let mut value = Vec::with_capacity(args.record_size);
+    let mut round_trips = histogram();
+    let warm_up = records / 10;
+    for sequence in 0..records + warm_up {
+        Stamp { producer: 0, sequence, sent_micros: now_micros() }.encode_into(&mut value, args.record_size);
+        let before = live.acked.load(Ordering::Relaxed) + live.failed.load(Ordering::Relaxed);
+        let started = Instant::now();
+        producer
+            .send(BaseRecord::<[u8], [u8]>::to(&args.topic).partition(0).payload(&value[..]))
+            .map_err(|(e, _)| e.to_string())?;
+        while live.acked.load(Ordering::Relaxed) + live.failed.load(Ordering::Relaxed) == before {
+            producer.poll(Duration::ZERO);
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("record {sequence} got no delivery report in 30 s"));
+            }
+        }
+        if sequence >= warm_up {
+            let _ = round_trips.record(started.elapsed().as_micros().max(1) as u64);
+        }
+    }
+    let us = |q: f64| round_trips.value_at_quantile(q);
+    let summary = json!({
+        "bootstrap_servers": args.bootstrap_servers,
+        "records": records,
+        "failed": live.failed.load(Ordering::Relaxed),
+        "round_trip_us": {"p50": us(0.5), "p99": us(0.99), "p999": us(0.999), "max": round_trips.max(), "mean": round_trips.mean()},
+    });
+    println!(
+        "closed loop, {records} records: p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        round_trips.max()
+    );
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, serde_json::to_string_pretty(&summary).expect("JSON"))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(live.failed.load(Ordering::Relaxed) == 0)
 }
 
 fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), String> {
@@ -471,6 +533,7 @@ fn summarize(
             "foreign": verifier.foreign,
         },
         "lost": lost,
+        "loss_checked": args.consumers > 0,
         "partitions": partitions.iter().map(|(p, r)| json!({"partition": p, "consumed": r.consumed, "duplicates": r.duplicates, "reordered": r.reordered, "lost": r.lost})).collect::<Vec<_>>(),
         "produce_latency": latency_json(produce_latency),
         "end_to_end_latency": latency_json(end_to_end),
@@ -529,6 +592,13 @@ fn print_summary(summary: &serde_json::Value) {
         );
     }
     let lost = summary["lost"].as_u64().unwrap_or(0);
+    if summary["loss_checked"] == false {
+        println!(
+            "RESULT: produce only ({} acknowledged; no consumers, so loss was not checked)",
+            produced["acked"]
+        );
+        return;
+    }
     println!(
         "RESULT: {} ({} acknowledged records lost, {} duplicates read)",
         if lost == 0 { "NO LOSS" } else { "DATA LOST" },
