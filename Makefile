@@ -70,8 +70,11 @@ run: $(TANSU) build
 demo: deps build
 	KAOS_CACHE=$(KAOS_CACHE) KAFKA_PORT=$(KAFKA_PORT) PORT_START=$(PORT_START) ADMIN=$(ADMIN_ADDR) demo/walkthrough.sh
 
+# Every suite of benches/bench.py (under 15 minutes); the tables also land in target/bench.md.
 bench: deps build
-	python3 benches/compare.py --kaos $(KAOS) --tansu $(TANSU) --perf $(RDKAFKA_PERFORMANCE)
+	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy)
+	python3 benches/bench.py --kaos $(KAOS) --loadtest $(LOADTEST) --tansu $(TANSU) \
+		--perf $(RDKAFKA_PERFORMANCE) --output target/bench.md
 
 clean-cache:
 	rm -rf $(KAOS_CACHE)

@@ -10,7 +10,9 @@ use kafka_protocol::messages::{ApiKey, BrokerId, MetadataResponse, ResponseHeade
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use kaos::chaos::plan::{Plan, Scope};
+use kaos::chaos::records::rewrite_batches;
 use kaos::chaos::{Rule, RuleSet};
 use kaos::proxy::frame::{ProduceTopics, RequestPrefix, TopicRef, body_len, produce_acks, produce_topics};
 use kaos::proxy::rewrite::{BrokerPorts, Learned, encode_frame, rewrite_response};
@@ -137,5 +139,52 @@ fn produce_frame_for_topic(topic: &str) -> Vec<u8> {
     frame
 }
 
-criterion_group!(benches, frame_header_peek, metadata_rewrite, rule_matching);
+/// A batch of 100 records of 100 bytes, as librdkafka would send it.
+fn batch(compression: Compression) -> Bytes {
+    let records: Vec<Record> = (0..100)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: -1 + i as i32,
+            timestamp: 1_700_000_000_000 + i,
+            key: None,
+            value: Some(Bytes::from(format!("{i:03}{}", "x".repeat(97)))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut out = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut out, records.iter(), &RecordEncodeOptions { version: 2, compression })
+        .unwrap();
+    out.freeze()
+}
+
+fn record_batch_rewrite(c: &mut Criterion) {
+    for (name, compression) in [
+        ("none", Compression::None),
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::Zstd),
+    ] {
+        let records = batch(compression);
+        c.bench_function(&format!("record batch rewrite, 100 x 100 B, {name}"), |b| {
+            b.iter(|| {
+                black_box(rewrite_batches(&records, &mut |batch| {
+                    let value = batch[0].value.clone().unwrap();
+                    batch[0].value = Some(Bytes::from([&value[..], b"0123456789"].concat()));
+                    1
+                }))
+                .unwrap()
+            })
+        });
+    }
+}
+
+criterion_group!(benches, frame_header_peek, metadata_rewrite, rule_matching, record_batch_rewrite);
 criterion_main!(benches);

@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""`make bench`: kaos against a direct connection, tansu's own proxy and HAProxy (TCP mode), in
+paired, alternating runs, on a real tansu broker with librdkafka clients.
+
+Suites (all by default; choose with --suites):
+  throughput   rdkafka_performance produce (acks=all, linger.ms=5) and consume
+               (fetch.wait.max.ms=10), 100 B and 1 KB records, 1 and 3 partitions, through every
+               target; kaos's and HAProxy's CPU seconds per GB from /proc.
+  latency      one request in flight (linger.ms=0, acks=1): round-trip p50/p99/p99.9.
+  connections  1, 8 and 64 producer connections sending flat out.
+  rules        no rules, 20 rules that match nothing, 20 matching rules at rate 0%.
+  chaos        random-bytes and invalid-schema at 100% of produce traffic vs pass-through.
+
+Each run gets a fresh tansu (its memory engine keeps every record) and fresh topics. The machines
+are shared and noisy: only ratios from one invocation mean anything.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Tansu:
+    def __init__(self, binary):
+        self.binary, self.port, self.process = binary, free_port(), None
+
+    def restart(self, advertised_port=None):
+        """A fresh broker; `advertised_port` makes it tell clients to dial an L4 proxy instead."""
+        self.stop()
+        url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{advertised_port or self.port}"
+        self.process = subprocess.Popen(
+            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
+             "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("tansu", lambda: listening(self.port))
+
+    def create_topic(self, topic, partitions):
+        subprocess.run([self.binary, "topic", "create", topic, "--broker", f"tcp://127.0.0.1:{self.port}",
+                        "--partitions", str(partitions)], check=True, stdout=subprocess.DEVNULL, timeout=30)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+class Kaos:
+    def __init__(self, binary, broker_port):
+        self.port, self.admin = free_port(), f"127.0.0.1:{free_port()}"
+        self.process = subprocess.Popen(
+            [binary, "--bootstrap-servers", f"127.0.0.1:{broker_port}", "--port-start", str(self.port),
+             "--admin-addr", self.admin, "--log-level", "warn"], stderr=subprocess.DEVNULL)
+        self.pid = self.process.pid
+
+    def ready(self):
+        try:
+            with urllib.request.urlopen(f"http://{self.admin}/ready", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def prepare(self):
+        wait_for("kaos to see tansu", self.ready)
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://{self.admin}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def add_rule(self, feature, config, api="PRODUCE", direction="REQUEST"):
+        self.call("POST", f"/tenant/bench/user/bench/feature/{feature}",
+                  {"config": config, "apiKeys": api, "direction": direction})
+
+    def clear_rules(self):
+        for rule in self.call("GET", "/rules"):
+            self.call("DELETE", f"/tenant/{rule['tenant']}/user/{rule['user']}/feature/{rule['feature']}"
+                                f"/apiKeys/{rule['apiKeys']}/direction/{rule['direction']}")
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+class Haproxy:
+    """HAProxy in TCP mode: the L4 reference. It cannot rewrite addresses, so the broker
+    advertises HAProxy's port while HAProxy is measured."""
+
+    def __init__(self, broker_port):
+        self.port = free_port()
+        self.config = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
+        self.config.write(f"global\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 5s\n"
+                          f"    timeout client 120s\n    timeout server 120s\nfrontend kafka\n"
+                          f"    bind 127.0.0.1:{self.port}\n    default_backend broker\nbackend broker\n"
+                          f"    server tansu 127.0.0.1:{broker_port}\n")
+        self.config.close()
+        self.process = subprocess.Popen(["haproxy", "-db", "-f", self.config.name],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self.process.pid
+        wait_for("haproxy", lambda: listening(self.port))
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        os.unlink(self.config.name)
+
+
+class TansuProxy:
+    """tansu's own pass-through proxy: the closest Rust peer. It does not survive a restart of
+    its origin broker, so it is restarted with every fresh broker it is measured against."""
+
+    def __init__(self, binary, broker_port):
+        self.binary, self.broker_port, self.port, self.process = binary, broker_port, free_port(), None
+        self.restart()
+
+    def restart(self):
+        self.stop()
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [self.binary, "proxy", "--listener-url", url, "--advertised-listener-url", url,
+             "--origin-url", f"tcp://127.0.0.1:{self.broker_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("tansu proxy", lambda: listening(self.port))
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+class Target:
+    """Where clients connect for one side of a comparison."""
+
+    def __init__(self, name, port, pid=None, advertised_port=None, prepare=lambda: None):
+        self.name, self.port, self.pid = name, port, pid
+        self.advertised_port, self.prepare = advertised_port, prepare
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+
+def rate_from(output, pattern):
+    rates = re.findall(pattern, output)  # the last summary line is the final one
+    return float(rates[-1]) if rates and float(rates[-1]) > 0 else None
+
+
+def perf(perf_bin, args, target):
+    try:
+        result = subprocess.run([perf_bin, *args], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as timeout:
+        tail = (timeout.stderr or b"")[-2000:].decode(errors="replace")
+        sys.exit(f"rdkafka_performance {' '.join(args)} through {target.name} did not finish in 60 s:\n{tail}")
+    return result.stdout + result.stderr
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tansu = Tansu(args.tansu)
+        self.tansu.restart()
+        self.kaos = Kaos(args.kaos, self.tansu.port)
+        self.haproxy = Haproxy(self.tansu.port)
+        self.tansu_proxy = TansuProxy(args.tansu, self.tansu.port)
+        self.kaos.prepare()
+        self.direct = Target("direct", self.tansu.port)
+        self.targets = {
+            "direct": self.direct,
+            "kaos": Target("kaos", self.kaos.port, self.kaos.pid, prepare=self.kaos.prepare),
+            "tansu-proxy": Target("tansu-proxy", self.tansu_proxy.port, prepare=self.tansu_proxy.restart),
+            "haproxy": Target("haproxy", self.haproxy.port, self.haproxy.pid, advertised_port=self.haproxy.port),
+        }
+        self.results = {}
+        self.lines = []
+
+    def stop(self):
+        for process in (self.kaos, self.haproxy, self.tansu_proxy, self.tansu):
+            try:
+                process.stop()
+            except Exception as error:  # keep stopping the others
+                print(f"stopping {process}: {error}", file=sys.stderr)
+
+    def fresh(self, target, topics):
+        self.tansu.restart(target.advertised_port)
+        for topic, partitions in topics:
+            self.tansu.create_topic(topic, partitions)
+        target.prepare()
+
+    def report(self, line=""):
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def paired(self, label, sides, run):
+        """Alternating rounds over `sides` (name -> Target); `run(target)` returns {metric: value}."""
+        samples = {}
+        names = list(sides)
+        for round_number in range(self.args.pairs):
+            order = names if round_number % 2 == 0 else list(reversed(names))
+            for name in order:
+                for metric, value in run(sides[name]).items():
+                    samples.setdefault((name, metric), []).append(value)
+        self.results[label] = samples
+        return samples
+
+    def ratio_table(self, title, samples, base, others, metrics, higher_is_better=True):
+        self.report(f"\n### {title}\n")
+        self.report("| metric | " + " | ".join(f"{n} (median)" for n in [base, *others]) + " | "
+                    + " | ".join(f"{o} / {base}" for o in others) + " |")
+        self.report("|---" * (1 + 2 * len(others) + 1) + "|")
+        for metric in metrics:
+            medians = {n: statistics.median(samples[(n, metric)]) for n in [base, *others]}
+            ratios = [medians[o] / medians[base] if medians[base] else float("nan") for o in others]
+            self.report(f"| {metric} | " + " | ".join(f"{medians[n]:,.0f}" for n in [base, *others]) + " | "
+                        + " | ".join(f"{r:.3f}" for r in ratios) + " |")
+
+    # --- suites -------------------------------------------------------------------------------
+
+    def throughput(self):
+        cpu = {"kaos": [0.0, 0], "haproxy": [0.0, 0]}
+        for size, records in ((100, self.args.records), (1000, self.args.records // 5)):
+            for partitions in (1, 3):
+                def run(target):
+                    self.fresh(target, [("bench", partitions)])
+                    flags = ["-t", "bench", "-b", target.bootstrap]
+                    before = cpu_seconds(target.pid) if target.name in cpu else None
+                    produced = rate_from(perf(self.args.perf, ["-P", "-s", str(size), "-c", str(records), "-X", "acks=all",
+                                                               "-X", "linger.ms=5", *flags], target), r"in \d+ms: (\d+) msgs/s")
+                    consume = ["-C", "-c", str(records), "-X", "fetch.wait.max.ms=10", *flags]
+                    consume += ["-p", "0", "-o", "beginning"] if partitions == 1 else \
+                        ["-G", f"g{time.time_ns()}", "-X", "auto.offset.reset=earliest"]
+                    consumed = rate_from(perf(self.args.perf, consume, target), r"consumed in \d+ms: (\d+) msgs/s")
+                    if before is not None:
+                        cpu[target.name][0] += cpu_seconds(target.pid) - before
+                        cpu[target.name][1] += 2 * records * size
+                    if produced is None or consumed is None:
+                        sys.exit(f"rdkafka_performance failed through {target.name}")
+                    return {"produce msg/s": produced, "consume msg/s": consumed}
+                samples = self.paired(f"throughput {size}B {partitions}p", self.targets, run)
+                self.ratio_table(f"Throughput, {size}-byte records, {partitions} partition(s), {records:,} records",
+                                 samples, "direct", ["kaos", "tansu-proxy", "haproxy"], ["produce msg/s", "consume msg/s"])
+                kaos_vs = {m: [k / h for k, h in zip(samples[("kaos", m)], samples[("haproxy", m)])]
+                           for m in ("produce msg/s", "consume msg/s")}
+                self.report(f"\nkaos / haproxy per pair, median: produce {statistics.median(kaos_vs['produce msg/s']):.3f}, "
+                            f"consume {statistics.median(kaos_vs['consume msg/s']):.3f}")
+        for name, (seconds, payload) in cpu.items():
+            if payload:
+                self.report(f"\nCPU: {name} used {seconds / (payload / 1e9):.2f} CPU-seconds per GB of record payload")
+
+    def latency(self):
+        sides = {n: self.targets[n] for n in ("direct", "kaos", "haproxy")}
+
+        def run(target):
+            self.fresh(target, [("latency", 1)])
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                subprocess.run([self.args.loadtest, "--bootstrap-servers", target.bootstrap, "--topic", "latency",
+                                "--partitions", "1", "--closed-loop", str(self.args.latency_records),
+                                "--summary-json", out.name], check=True, stdout=subprocess.DEVNULL, timeout=300)
+                summary = json.load(open(out.name))["round_trip_us"]
+            return {"p50 µs": summary["p50"], "p99 µs": summary["p99"], "p99.9 µs": summary["p999"]}
+        samples = self.paired("latency", sides, run)
+        self.ratio_table(f"Round trip, one request in flight ({self.args.latency_records} records per run)",
+                         samples, "direct", ["kaos", "haproxy"], ["p50 µs", "p99 µs", "p99.9 µs"])
+        for metric in ("p50 µs", "p99 µs", "p99.9 µs"):
+            for other in ("kaos", "haproxy"):
+                added = statistics.median([o - d for o, d in zip(samples[(other, metric)], samples[("direct", metric)])])
+                self.report(f"- {other} adds {added:+.0f} µs at {metric.split()[0]} (median of per-pair differences)")
+
+    def connections(self):
+        sides = {n: self.targets[n] for n in ("direct", "kaos", "haproxy")}
+        for count in (1, 8, 64):
+            def run(target):
+                self.fresh(target, [("conns", 3)])
+                with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                    subprocess.run([self.args.loadtest, "--bootstrap-servers", target.bootstrap, "--topic", "conns",
+                                    "--partitions", "3", "--producers", str(count), "--consumers", "0", "--rate", "0",
+                                    "--duration", str(self.args.connection_seconds), "--record-size", "100",
+                                    "--producer-config", "linger.ms=5", "--summary-json", out.name],
+                                   check=True, stdout=subprocess.DEVNULL, timeout=300)
+                    summary = json.load(open(out.name))
+                return {"acked msg/s": summary["produced"]["acked"] / summary["seconds"]}
+            samples = self.paired(f"connections {count}", sides, run)
+            self.ratio_table(f"{count} producer connection(s), flat out, 100-byte records", samples, "direct",
+                             ["kaos", "haproxy"], ["acked msg/s"])
+
+    def produce_consume(self, target):
+        self.fresh(target, [("bench", 1)])
+        flags = ["-t", "bench", "-b", target.bootstrap]
+        produced = rate_from(perf(self.args.perf, ["-P", "-s", "100", "-c", str(self.args.records), "-X", "acks=all",
+                                                   "-X", "linger.ms=5", *flags], target), r"in \d+ms: (\d+) msgs/s")
+        consumed = rate_from(perf(self.args.perf, ["-C", "-p", "0", "-o", "beginning", "-c", str(self.args.records),
+                                                   "-X", "fetch.wait.max.ms=10", *flags], target), r"consumed in \d+ms: (\d+) msgs/s")
+        if produced is None or consumed is None:
+            sys.exit(f"rdkafka_performance failed through {target.name}")
+        return {"produce msg/s": produced, "consume msg/s": consumed}
+
+    def with_rules(self, name, install):
+        def prepare():
+            self.kaos.prepare()
+            self.kaos.clear_rules()
+            install()
+        return Target(name, self.kaos.port, self.kaos.pid, prepare=prepare)
+
+    def rules(self):
+        def non_matching():
+            for i in range(6):
+                self.kaos.add_rule("slow-topic", {"topicPatterns": [f"nomatch-{i}-.*"], "minLatencyToAddInMilliseconds": 1000})
+            for i in range(4):
+                self.kaos.add_rule("random-bytes", {"topics": [f"absent-{i}"]})
+            for i in range(4):
+                self.kaos.add_rule("slow-topic", {"topicPatterns": [f"nomatch-{i}-.*"]}, "FETCH", "RESPONSE")
+            self.kaos.add_rule("broken-broker", {"brokerIds": [9999]})
+            self.kaos.add_rule("leader-election", {"brokerIds": [9999]}, "FETCH")
+            for api in ("LIST_OFFSETS", "OFFSET_COMMIT", "JOIN_GROUP", "DELETE_TOPICS"):
+                self.kaos.add_rule("slow-broker", {"minLatencyToAddInMilliseconds": 1000}, api)
+
+        def rate_zero():
+            for i, feature in enumerate(["broken-broker", "leader-election", "slow-broker", "duplicate-resource",
+                                         "random-bytes", "invalid-schema", "slow-topic"] * 3):
+                if i >= 20:
+                    break
+                config = {"rateInPercent": 0}
+                if feature == "invalid-schema":
+                    config["fakeSchemaId"] = 999
+                if feature == "slow-topic":
+                    config["topicPatterns"] = ["bench"]
+                self.kaos.call("POST", f"/tenant/bench/user/user-{i}/feature/{feature}",
+                               {"config": config, "apiKeys": "PRODUCE", "direction": "REQUEST"})
+
+        sides = {"no rules": self.with_rules("no rules", lambda: None),
+                 "20 non-matching": self.with_rules("20 non-matching", non_matching),
+                 "20 at rate 0%": self.with_rules("20 at rate 0%", rate_zero)}
+        samples = self.paired("rules", sides, self.produce_consume)
+        self.ratio_table("Rules overhead through kaos", samples, "no rules", ["20 non-matching", "20 at rate 0%"],
+                         ["produce msg/s", "consume msg/s"])
+        self.kaos.clear_rules()
+
+    def chaos(self):
+        sides = {"pass-through": self.with_rules("pass-through", lambda: None),
+                 "random-bytes 100%": self.with_rules("random-bytes 100%", lambda: self.kaos.add_rule(
+                     "random-bytes", {"topics": ["bench"], "nbMessages": 1, "sizeInBytes": 10})),
+                 "invalid-schema 100%": self.with_rules("invalid-schema 100%", lambda: self.kaos.add_rule(
+                     "invalid-schema", {"topics": ["bench"], "fakeSchemaId": 999}))}
+        samples = self.paired("chaos", sides, self.produce_consume)
+        self.ratio_table("Record-rewriting chaos on every produce batch", samples, "pass-through",
+                         ["random-bytes 100%", "invalid-schema 100%"], ["produce msg/s"])
+        self.kaos.clear_rules()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kaos", required=True)
+    parser.add_argument("--loadtest", required=True, help="path to kaos-loadtest")
+    parser.add_argument("--tansu", required=True)
+    parser.add_argument("--perf", required=True, help="path to rdkafka_performance")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--records", type=int, default=1_000_000, help="records per throughput run (100 B)")
+    parser.add_argument("--latency-records", type=int, default=2000)
+    parser.add_argument("--connection-seconds", type=float, default=3)
+    parser.add_argument("--suites", default="throughput,latency,connections,rules,chaos")
+    parser.add_argument("--output", help="also write the tables (markdown) to this file")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    bench = Bench(args)
+    try:
+        bench.report(f"kaos benchmark: {args.pairs} alternating rounds per comparison, "
+                     f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        for suite in args.suites.split(","):
+            getattr(bench, suite)()
+    finally:
+        bench.stop()
+    bench.report(f"\n(whole run: {time.monotonic() - started:.0f} s)")
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write("\n".join(bench.lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
