@@ -53,6 +53,21 @@ pub struct Config {
     #[arg(long, env = "KAOS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Keep chaos rules in this file (JSON lines): loaded at start, saved atomically on every
+    /// change, so rules survive a restart.
+    #[arg(long, env = "KAOS_RULES_FILE")]
+    pub rules_file: Option<std::path::PathBuf>,
+
+    /// Require `Authorization: Bearer TOKEN` on the admin API (all but /health, /ready and the
+    /// console's static files).
+    #[arg(long, env = "KAOS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// How long an admin request body may take to arrive; a later one gets a 408. Bodies are
+    /// read beside the control thread, so a slow client never holds it.
+    #[arg(long, env = "KAOS_ADMIN_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub admin_request_timeout: Duration,
+
     /// Log verbosity: error, warn, info or debug.
     #[arg(long, env = "KAOS_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug"])]
     pub log_level: String,

@@ -38,7 +38,7 @@ fn run(config: Arc<Config>) -> Result<(), String> {
         signal_hook::flag::register(signal, signalled.clone()).map_err(|e| e.to_string())?;
     }
 
-    let control = control::spawn(config.admin_addr, shared.clone())?;
+    let control = control::spawn(&config, shared.clone())?;
     let watcher = cluster::spawn_watcher(config.bootstrap_servers.clone(), shared.clone())
         .map_err(|e| e.to_string())?;
 

@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::persist::RulesFile;
 use crate::chaos::rule::{RuleKey, parse_api_key};
 use crate::chaos::{ConfigError, Direction, Feature, Rule, RuleSet};
-use crate::info;
 use crate::shared::Shared;
+use crate::{error, info};
 
 /// An API answer: status and JSON body.
 pub type Reply = (u16, Value);
@@ -27,6 +28,8 @@ pub struct RuleStore {
     /// Message formats by (tenant, topic), as registered through `POST /tenant`.
     formats: BTreeMap<(String, String), String>,
     generation: u64,
+    /// Where changes are saved, with `--rules-file`.
+    file: Option<RulesFile>,
 }
 
 const MESSAGE_FORMATS: [&str; 3] = ["JSON", "AVRO", "PROTOBUF"];
@@ -40,6 +43,54 @@ fn not_found(what: String) -> Reply {
 }
 
 impl RuleStore {
+    /// A store backed by `--rules-file`: loads what it holds and publishes it.
+    pub fn open(file: RulesFile, shared: &Shared) -> Result<RuleStore, String> {
+        let saved = file.load()?;
+        let mut store = RuleStore { file: Some(file), ..RuleStore::default() };
+        for rule in saved.rules {
+            store.rules.insert(rule.key.clone(), Arc::new(rule));
+        }
+        for (tenant, topic, format) in saved.formats {
+            store.formats.insert((tenant, topic), format);
+        }
+        if !store.rules.is_empty() {
+            info!(
+                "loaded {} chaos rules from {}",
+                store.rules.len(),
+                store.file.as_ref().expect("set").path().display()
+            );
+        }
+        store.publish(shared);
+        Ok(store)
+    }
+
+    /// Saves the current state, if there is a file to save to.
+    fn save(&self) -> Result<(), String> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let formats = self
+            .formats
+            .iter()
+            .map(|((tenant, topic), format)| (tenant.as_str(), topic.as_str(), format.as_str()));
+        file.save(self.rules.values().map(Arc::as_ref), formats)
+    }
+
+    /// Applies a change, saves it, and publishes it; a change that cannot be saved is undone.
+    fn commit<T>(
+        &mut self,
+        shared: &Shared,
+        change: impl FnOnce(&mut RuleStore) -> T,
+        undo: impl FnOnce(&mut RuleStore, T),
+    ) -> Result<(), Reply> {
+        let before = change(self);
+        if let Err(why) = self.save() {
+            undo(self, before);
+            error!("{why}");
+            return Err((500, json!({ "error": format!("not applied: {why}") })));
+        }
+        self.publish(shared);
+        Ok(())
+    }
+
     /// Answers a chaos API call, or `None` when the path is not one of its routes.
     pub fn handle(&mut self, method: &str, path: &str, body: &[u8], shared: &Shared) -> Option<Reply> {
         let segments: Vec<String> = path.trim_matches('/').split('/').map(percent_decode).collect();
@@ -67,7 +118,7 @@ impl RuleStore {
                     .collect();
                 (200, Value::from(scoped))
             }
-            ("POST", ["tenant"]) => self.register_format(body),
+            ("POST", ["tenant"]) => self.register_format(body, shared),
             ("GET", ["tenant"]) => {
                 let formats: Vec<_> = self
                     .formats
@@ -82,9 +133,19 @@ impl RuleStore {
 
     fn put(&mut self, rule: Rule, shared: &Shared) -> Reply {
         let answer = rule.to_json();
+        let key = rule.key.clone();
+        let committed = self.commit(
+            shared,
+            |store| store.rules.insert(key.clone(), Arc::new(rule)),
+            |store, previous| match previous {
+                Some(previous) => drop(store.rules.insert(previous.key.clone(), previous)),
+                None => drop(store.rules.remove(&key)),
+            },
+        );
+        if let Err(reply) = committed {
+            return reply;
+        }
         info!("chaos rule set: {answer}");
-        self.rules.insert(rule.key.clone(), Arc::new(rule));
-        self.publish(shared);
         (200, answer)
     }
 
@@ -133,7 +194,7 @@ impl RuleStore {
         }
     }
 
-    fn register_format(&mut self, body: &[u8]) -> Reply {
+    fn register_format(&mut self, body: &[u8], shared: &Shared) -> Reply {
         let parsed: Result<Value, _> = serde_json::from_slice(body);
         let Ok(Value::Object(mut fields)) = parsed else {
             return bad_request(ConfigError::new(
@@ -162,8 +223,20 @@ impl RuleStore {
                 format!("unknown format '{format}'; use JSON, AVRO or PROTOBUF"),
             ));
         }
+        let key = (tenant.clone(), topic.clone());
+        let value = format.clone();
+        let committed = self.commit(
+            shared,
+            |store| store.formats.insert(key.clone(), value),
+            |store, previous| match previous {
+                Some(previous) => drop(store.formats.insert(key.clone(), previous)),
+                None => drop(store.formats.remove(&key)),
+            },
+        );
+        if let Err(reply) = committed {
+            return reply;
+        }
         info!("tenant {tenant} topic {topic} uses {format}");
-        self.formats.insert((tenant.clone(), topic.clone()), format.clone());
         (200, json!({"tenant": tenant, "topic": topic, "messageFormat": format}))
     }
 

@@ -207,6 +207,40 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], upstream_ready: bool) -> 
     out
 }
 
+/// The console's live numbers: per-feature fault counters, connections, and the running count
+/// and sum of request latency (the console charts their change per second).
+pub fn stats(shards: &[std::sync::Arc<ShardMetrics>]) -> serde_json::Value {
+    let features: serde_json::Map<String, serde_json::Value> = Feature::ALL
+        .iter()
+        .map(|feature| {
+            let total = |counters: fn(&ShardMetrics) -> &[Counter; FEATURES]| -> u64 {
+                shards.iter().map(|m| counters(m)[feature.index()].get()).sum()
+            };
+            let counts = serde_json::json!({
+                "affected": total(|m| &m.chaos_affected),
+                "recordsChanged": total(|m| &m.chaos_records_changed),
+                "latencyAddedMs": total(|m| &m.chaos_latency_added_ms),
+            });
+            (feature.name().to_owned(), counts)
+        })
+        .collect();
+    let (mut count, mut sum_seconds) = (0u64, 0f64);
+    for metrics in shards {
+        let shared = metrics.latency.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for histogram in shared.iter().flatten() {
+            count += histogram.len();
+            sum_seconds += histogram.mean() * histogram.len() as f64 / 1e6;
+        }
+    }
+    let open: u64 =
+        shards.iter().map(|m| m.connections_opened.get().saturating_sub(m.connections_closed.get())).sum();
+    serde_json::json!({
+        "features": features,
+        "connectionsOpen": open,
+        "latency": {"count": count, "sumSeconds": sum_seconds},
+    })
+}
+
 fn render_chaos(out: &mut String, shards: &[std::sync::Arc<ShardMetrics>]) {
     type FeatureSeries = (&'static str, &'static str, fn(&ShardMetrics) -> &[Counter; FEATURES]);
     let series: [FeatureSeries; 3] = [

@@ -3,11 +3,13 @@
 
 pub mod api;
 pub mod metrics;
+pub mod persist;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
+use std::time::Instant;
 
 use std::io::Read;
 
@@ -15,44 +17,139 @@ use serde_json::json;
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use api::RuleStore;
+use persist::RulesFile;
 
+use crate::config::Config;
 use crate::shared::Shared;
 use crate::warn;
 
 /// The largest request body the admin API reads.
 const MAX_BODY: u64 = 1 << 20;
 
-/// Binds the admin address now (so a bad address fails start-up) and serves it on a thread
-/// until shutdown.
-pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> Result<std::thread::JoinHandle<()>, String> {
+/// Binds the admin address and loads `--rules-file` now (so either failing stops start-up), then
+/// serves the API on a thread until shutdown.
+pub fn spawn(config: &Config, shared: Arc<Shared>) -> Result<std::thread::JoinHandle<()>, String> {
+    let addr = config.admin_addr;
     let server = Server::http(addr).map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
+    let store = match &config.rules_file {
+        Some(path) => RuleStore::open(RulesFile::new(path), &shared)?,
+        None => RuleStore::default(),
+    };
+    let mut control = Control {
+        shared,
+        store,
+        token: config.admin_token.clone(),
+        timeout: config.admin_request_timeout,
+        readers: Arc::new(AtomicUsize::new(0)),
+    };
     std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || {
-            let mut store = RuleStore::default();
-            while !shared.shutting_down.load(Ordering::Relaxed) {
-                match server.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Some(request)) => respond(request, &shared, &mut store),
-                    Ok(None) => {}
-                    Err(e) => warn!("admin API receive failed: {e}"),
-                }
-            }
-        })
+        .spawn(move || control.serve(&server))
         .map_err(|e| e.to_string())
 }
 
-fn respond(mut request: Request, shared: &Shared, store: &mut RuleStore) {
+/// The control thread's state. It never blocks on a client: bodies that tiny_http has not
+/// already buffered are read on a helper thread and handed back when complete.
+struct Control {
+    shared: Arc<Shared>,
+    store: RuleStore,
+    token: Option<String>,
+    timeout: Duration,
+    readers: Arc<AtomicUsize>,
+}
+
+/// Body-reader threads at most; past that, requests with large bodies get a 503.
+const MAX_BODY_READERS: usize = 16;
+/// tiny_http reads bodies up to this size before handing the request over.
+const BUFFERED_BODY: usize = 1024;
+
+type ReadBody = (Request, std::io::Result<Vec<u8>>, Instant);
+
+impl Control {
+    fn serve(&mut self, server: &Server) {
+        let (done, finished) = mpsc::channel::<ReadBody>();
+        while !self.shared.shutting_down.load(Ordering::Relaxed) {
+            while let Ok((request, body, started)) = finished.try_recv() {
+                let body = body.and_then(|body| {
+                    if started.elapsed() > self.timeout {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "body arrived after --admin-request-timeout",
+                        ))
+                    } else {
+                        Ok(body)
+                    }
+                });
+                self.respond(request, body);
+            }
+            let mut request = match server.recv_timeout(Duration::from_millis(20)) {
+                Ok(Some(request)) => request,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!("admin API receive failed: {e}");
+                    continue;
+                }
+            };
+            if request.body_length().is_some_and(|length| length <= BUFFERED_BODY) {
+                let body = read_body(&mut request);
+                self.respond(request, body);
+            } else if self.readers.load(Ordering::Relaxed) >= MAX_BODY_READERS {
+                let busy = json!({"error": "too many admin requests still sending their bodies; try again"});
+                answer(request, 503, JSON, busy.to_string());
+            } else {
+                self.readers.fetch_add(1, Ordering::Relaxed);
+                let (done, readers) = (done.clone(), self.readers.clone());
+                let spawned = std::thread::Builder::new().name("admin-body".into()).spawn(move || {
+                    let started = Instant::now();
+                    let body = read_body(&mut request);
+                    readers.fetch_sub(1, Ordering::Relaxed);
+                    let _ = done.send((request, body, started));
+                });
+                if let Err(e) = spawned {
+                    self.readers.fetch_sub(1, Ordering::Relaxed);
+                    warn!("admin API cannot start a body reader: {e}");
+                }
+            }
+        }
+    }
+
+    fn respond(&mut self, request: Request, body: std::io::Result<Vec<u8>>) {
+        let path = request.url().split('?').next().unwrap_or_default().to_owned();
+        let authorized = self.token.as_deref().is_none_or(|token| {
+            OPEN_PATHS.contains(&path.as_str())
+                || request.headers().iter().any(|h| {
+                    h.field.equiv("Authorization") && h.value.as_str().strip_prefix("Bearer ") == Some(token)
+                })
+        });
+        let (status, content_type, text) = match body {
+            _ if !authorized => (
+                401,
+                JSON,
+                json!({"error": "missing or wrong bearer token (Authorization: Bearer ...)"}).to_string(),
+            ),
+            Err(e) => (
+                408,
+                JSON,
+                json!({"error": format!("request body not received: {e}"), "field": "body"}).to_string(),
+            ),
+            Ok(body) if body.len() as u64 > MAX_BODY => (
+                413,
+                JSON,
+                json!({"error": format!("request body over {MAX_BODY} bytes"), "field": "body"}).to_string(),
+            ),
+            Ok(body) => route(request.method(), request.url(), &body, &self.shared, &mut self.store),
+        };
+        answer(request, status, content_type, text);
+    }
+}
+
+fn read_body(request: &mut Request) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::new();
-    let read = request.as_reader().take(MAX_BODY + 1).read_to_end(&mut body);
-    let (status, content_type, text) = if read.is_err() || body.len() as u64 > MAX_BODY {
-        (
-            413,
-            JSON,
-            json!({"error": format!("request body over {MAX_BODY} bytes"), "field": "body"}).to_string(),
-        )
-    } else {
-        route(request.method(), request.url(), &body, shared, store)
-    };
+    request.as_reader().take(MAX_BODY + 1).read_to_end(&mut body)?;
+    Ok(body)
+}
+
+fn answer(request: Request, status: u16, content_type: &str, text: String) {
     let header = Header::from_bytes("Content-Type", content_type).expect("static header is valid");
     let response = Response::from_string(text).with_status_code(status).with_header(header);
     if let Err(e) = request.respond(response) {
@@ -60,7 +157,34 @@ fn respond(mut request: Request, shared: &Shared, store: &mut RuleStore) {
     }
 }
 
+/// Paths served without the bearer token: probes and the console's static files.
+const OPEN_PATHS: [&str; 5] = ["/health", "/ready", "/", "/console.js", "/console.css"];
+
 const JSON: &str = "application/json";
+
+/// Every route the admin server answers, as (method, path template). The OpenAPI document lists
+/// exactly these; a test keeps the two in step.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/console.js"),
+    ("GET", "/console.css"),
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/stats"),
+    ("GET", "/openapi.json"),
+    ("GET", "/rules"),
+    ("POST", "/tenant/{tenant}/user/{user}/feature/{feature}"),
+    ("DELETE", "/tenant/{tenant}/user/{user}/feature/{feature}/apiKeys/{apiKey}/direction/{direction}"),
+    ("GET", "/tenant/{tenant}/user/{user}/feature"),
+    ("POST", "/tenant"),
+    ("GET", "/tenant"),
+];
+
+const OPENAPI: &str = include_str!("openapi.json");
+const CONSOLE_HTML: &str = include_str!("console/index.html");
+const CONSOLE_JS: &str = include_str!("console/console.js");
+const CONSOLE_CSS: &str = include_str!("console/console.css");
 
 fn route(
     method: &Method,
@@ -70,23 +194,75 @@ fn route(
     store: &mut RuleStore,
 ) -> (u16, &'static str, String) {
     let path = url.split('?').next().unwrap_or(url);
+    let ready = shared.upstream_ready.load(Ordering::Relaxed);
     match (method, path) {
+        (Method::Get, "/") => (200, "text/html; charset=utf-8", CONSOLE_HTML.into()),
+        (Method::Get, "/console.js") => (200, "text/javascript; charset=utf-8", CONSOLE_JS.into()),
+        (Method::Get, "/console.css") => (200, "text/css; charset=utf-8", CONSOLE_CSS.into()),
         (Method::Get, "/health") => (200, JSON, r#"{"status":"ok"}"#.into()),
+        (Method::Get, "/ready") if ready => (200, JSON, r#"{"ready":true}"#.into()),
         (Method::Get, "/ready") => {
-            if shared.upstream_ready.load(Ordering::Relaxed) {
-                (200, JSON, r#"{"ready":true}"#.into())
-            } else {
-                (503, JSON, r#"{"ready":false,"reason":"upstream cluster has not answered Metadata"}"#.into())
-            }
+            (503, JSON, r#"{"ready":false,"reason":"upstream cluster has not answered Metadata"}"#.into())
         }
-        (Method::Get, "/metrics") => (
-            200,
-            "text/plain; version=0.0.4",
-            metrics::render(&shared.shard_metrics, shared.upstream_ready.load(Ordering::Relaxed)),
-        ),
+        (Method::Get, "/metrics") => {
+            (200, "text/plain; version=0.0.4", metrics::render(&shared.shard_metrics, ready))
+        }
+        (Method::Get, "/openapi.json") => (200, JSON, OPENAPI.into()),
+        (Method::Get, "/stats") => {
+            let mut stats = metrics::stats(&shared.shard_metrics);
+            stats["upstreamReady"] = ready.into();
+            stats["rules"] = shared.rules.load().rules().iter().map(|r| r.to_json()).collect();
+            (200, JSON, stats.to_string())
+        }
         _ => match store.handle(method.as_str(), path, body, shared) {
             Some((status, value)) => (status, JSON, value.to_string()),
             None => (404, JSON, json!({ "error": format!("no route for {method} {path}") }).to_string()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A concrete path for a template, with sample values for its parameters.
+    fn sample(template: &str) -> String {
+        template
+            .replace("{tenant}", "1-1")
+            .replace("{user}", "u")
+            .replace("{feature}", "slow-broker")
+            .replace("{apiKey}", "PRODUCE")
+            .replace("{direction}", "REQUEST")
+    }
+
+    #[test]
+    fn every_route_is_answered_and_documented() {
+        let shared = Shared::new(1);
+        let mut store = RuleStore::default();
+        for (method, template) in ROUTES {
+            let method: Method = method.parse().unwrap();
+            let (_, _, body) =
+                route(&method, &sample(template), br#"{"apiKeys":"PRODUCE"}"#, &shared, &mut store);
+            assert!(!body.contains("no route for"), "{method} {template} is not routed");
+        }
+        let document: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, operations) in document["paths"].as_object().expect("paths") {
+            for method in operations.as_object().expect("operations").keys() {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        let mut routes: Vec<(String, String)> =
+            ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        documented.sort();
+        routes.sort();
+        assert_eq!(documented, routes, "openapi.json and ROUTES differ");
+    }
+
+    #[test]
+    fn unknown_routes_get_a_json_404() {
+        let (status, _, body) = route(&Method::Get, "/nope", b"", &Shared::new(1), &mut RuleStore::default());
+        assert_eq!(status, 404);
+        assert!(body.contains("no route for GET /nope"));
     }
 }
