@@ -15,6 +15,9 @@ LIBRDKAFKA := $(KAOS_CACHE)/librdkafka-2.12.1
 RDKAFKA_PERFORMANCE := $(LIBRDKAFKA)/examples/rdkafka_performance
 VENV := $(KAOS_CACHE)/venv
 VENV_STAMP := $(VENV)/.kaos-requirements
+NODE_PREFIX := $(KAOS_CACHE)/node
+PLAYWRIGHT := $(NODE_PREFIX)/node_modules/playwright-core/package.json
+CHROMIUM := /usr/bin/chromium
 KAOS := target/release/kaos
 LOADTEST := target/release/kaos-loadtest
 
@@ -27,7 +30,7 @@ ADMIN_ADDR ?= 127.0.0.1:8888
 build:
 	$(CARGO) build --release --workspace --bins
 
-deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP)
+deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP) $(PLAYWRIGHT) $(CHROMIUM)
 
 $(TANSU):
 	mkdir -p $(KAOS_CACHE)
@@ -48,10 +51,18 @@ $(VENV_STAMP): tests/python/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	cp tests/python/requirements.txt $(VENV_STAMP)
 
+# The console's browser test: Debian's Chromium driven by npm's playwright-core (no browser download).
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
+$(PLAYWRIGHT):
+	mkdir -p $(NODE_PREFIX)
+	cd $(NODE_PREFIX) && npm install --silent --no-audit --no-fund playwright-core@1
+
 test: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
-	KAOS_BIN=$(KAOS) TANSU_BIN=$(TANSU) $(VENV)/bin/python -m pytest -q -p no:warnings tests/python
+	KAOS_BIN=$(KAOS) TANSU_BIN=$(TANSU) NODE_PREFIX=$(NODE_PREFIX) $(VENV)/bin/python -m pytest -q -p no:warnings tests/python
 
 lint:
 	$(CARGO) fmt --all -- --check
