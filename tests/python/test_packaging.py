@@ -56,7 +56,8 @@ def test_compose_has_a_client_with_console_tools_and_curl():
     assert re.search(r"^FROM apache/kafka:", dockerfile, re.M), "the official image brings the console tools"
     assert "curl" in dockerfile
     assert "./docker/clientConfig:/clientConfig:ro" in client["volumes"]
-    assert (ROOT / "docker/clientConfig/proxy.properties").exists()
+    properties = (ROOT / "docker/clientConfig/proxy.properties").read_text()
+    assert "bootstrap.servers=kaos:6969" in properties, "the seed's perf-test commands take bootstrap from here"
 
 
 def test_dockerfile_is_multi_stage_non_root_and_health_checked():
