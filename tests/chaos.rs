@@ -38,8 +38,8 @@ fn send_one(producer: &BaseProducer<Deliveries>, topic: &str, value: &[u8]) -> (
     (context.ok.load(Ordering::Relaxed) > ok, started.elapsed())
 }
 
-/// Every record value on partition 0 of `topic`, read from the beginning with CRC checks on.
-fn read_values(kaos: &Kaos, topic: &str, expected: usize) -> Vec<Vec<u8>> {
+/// A CRC-checking consumer assigned to partition 0 of `topic`, from the beginning.
+fn consumer_from_start(kaos: &Kaos, topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kaos.bootstrap())
         .set("group.id", format!("reader-{topic}-{}", fastrand::u64(..)))
@@ -50,6 +50,12 @@ fn read_values(kaos: &Kaos, topic: &str, expected: usize) -> Vec<Vec<u8>> {
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
     consumer.assign(&assignment).unwrap();
+    consumer
+}
+
+/// Every record value on partition 0 of `topic`, read from the beginning with CRC checks on.
+fn read_values(kaos: &Kaos, topic: &str, expected: usize) -> Vec<Vec<u8>> {
+    let consumer = consumer_from_start(kaos, topic);
     let mut values = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while values.len() < expected && Instant::now() < deadline {
@@ -105,15 +111,7 @@ fn broken_broker_on_fetch_starves_consumers_until_deleted() {
         "broken-broker",
         r#"{"config":{"errors":["NOT_LEADER_OR_FOLLOWER"]},"direction":"REQUEST","apiKeys":"FETCH"}"#,
     );
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kaos.bootstrap())
-        .set("group.id", "starved")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset("starved", 0, Offset::Beginning).unwrap();
-    consumer.assign(&assignment).unwrap();
+    let consumer = consumer_from_start(&kaos, "starved");
     let until = Instant::now() + Duration::from_secs(2);
     let mut received = 0;
     while Instant::now() < until {

@@ -51,6 +51,11 @@ impl BrokenBroker {
 }
 
 impl Fault for BrokenBroker {
+    /// The local answer lists the request's partitions.
+    fn needs_request(&self) -> bool {
+        true
+    }
+
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
         Some(self.0.effect(context.rng))
     }

@@ -21,6 +21,11 @@ impl LeaderElection {
 }
 
 impl Fault for LeaderElection {
+    /// The local answer lists the request's partitions.
+    fn needs_request(&self) -> bool {
+        true
+    }
+
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
         Some(self.0.effect(context.rng))
     }

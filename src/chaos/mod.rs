@@ -62,6 +62,11 @@ pub trait Fault: Send + Sync + Debug {
         false
     }
 
+    /// Whether it must see the decoded request at all (to rewrite it, or to answer it).
+    fn needs_request(&self) -> bool {
+        self.rewrites_records()
+    }
+
     /// Applies the fault to one request; `None` when it had nothing to act on.
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect>;
 

@@ -289,10 +289,7 @@ impl Rule {
 
     /// Whether the request must be decoded before this rule can act.
     pub fn needs_body(&self) -> bool {
-        !self.topics.is_empty()
-            || self.fault.rewrites_records()
-            || self.key.feature == Feature::BrokenBroker
-            || self.key.feature == Feature::LeaderElection
+        !self.topics.is_empty() || self.fault.needs_request()
     }
 
     pub fn to_json(&self) -> Value {
