@@ -33,6 +33,7 @@ pub fn spawn_watcher(
     shared: Arc<Shared>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("cluster-watcher".into()).spawn(move || {
+        let mut first_attempt = true;
         while !shared.shutting_down.load(Ordering::Relaxed) {
             match fetch_brokers(&bootstrap) {
                 Ok(brokers) => {
@@ -49,9 +50,12 @@ pub fn spawn_watcher(
                 Err(why) => {
                     if shared.upstream_ready.swap(false, Ordering::Relaxed) {
                         warn!("upstream cluster stopped answering Metadata: {why}");
+                    } else if first_attempt {
+                        warn!("upstream cluster not answering Metadata yet (retrying every second): {why}");
                     }
                 }
             }
+            first_attempt = false;
             shared.sleep_unless_shutting_down(POLL_INTERVAL);
         }
     })
