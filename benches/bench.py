@@ -244,16 +244,22 @@ class Bench:
         self.results[label] = samples
         return samples
 
-    def ratio_table(self, title, samples, base, others, metrics, higher_is_better=True):
+    def ratio_table(self, title, samples, base, others, metrics):
+        """Medians per side, and each other side's ratio to `base`: of the medians, and the
+        min-max of the per-round ratios."""
         self.report(f"\n### {title}\n")
         self.report("| metric | " + " | ".join(f"{n} (median)" for n in [base, *others]) + " | "
-                    + " | ".join(f"{o} / {base}" for o in others) + " |")
-        self.report("|---" * (1 + 2 * len(others) + 1) + "|")
+                    + " | ".join(f"{o} / {base} (min-max)" for o in others) + " |")
+        self.report("|---" * (2 + 2 * len(others)) + "|")
         for metric in metrics:
             medians = {n: statistics.median(samples[(n, metric)]) for n in [base, *others]}
-            ratios = [medians[o] / medians[base] if medians[base] else float("nan") for o in others]
+            cells = []
+            for other in others:
+                pairs = [o / b for o, b in zip(samples[(other, metric)], samples[(base, metric)]) if b]
+                ratio = medians[other] / medians[base] if medians[base] else float("nan")
+                cells.append(f"{ratio:.3f} ({min(pairs):.2f}-{max(pairs):.2f})" if pairs else "n/a")
             self.report(f"| {metric} | " + " | ".join(f"{medians[n]:,.0f}" for n in [base, *others]) + " | "
-                        + " | ".join(f"{r:.3f}" for r in ratios) + " |")
+                        + " | ".join(cells) + " |")
 
     # --- suites -------------------------------------------------------------------------------
 
