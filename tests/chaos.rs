@@ -395,3 +395,37 @@ fn bad_rule_bodies_get_a_400_naming_the_field() {
     );
     assert_eq!(kaos.get("/rules"), (200, "[]".into()), "nothing was stored");
 }
+
+#[test]
+fn pipelined_requests_each_wait_their_own_delay_in_order() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "pipelined", 1);
+    let producer =
+        producer(&kaos.bootstrap(), &[("linger.ms", "0"), ("acks", "all"), ("enable.idempotence", "true")]);
+    assert!(send_one(&producer, "pipelined", b"warm-up").0);
+    kaos.add_rule(
+        "slow-broker",
+        r#"{"config":{"minLatencyToAddInMilliseconds":500,"maxLatencyToAddInMilliseconds":500},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let started = Instant::now();
+    // One request per record: each leaves while the ones before it are still held.
+    for i in 0..5 {
+        let value = format!("p-{i}");
+        producer.send(BaseRecord::<(), str>::to("pipelined").payload(&value)).expect("queued");
+        producer.poll(Duration::from_millis(20));
+    }
+    let context = producer.context();
+    while context.ok.load(Ordering::Relaxed) < 6 {
+        assert!(started.elapsed() < Duration::from_secs(30), "deliveries stalled");
+        producer.poll(Duration::from_millis(1));
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(500), "the delay applies: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(1_400),
+        "delays of queued requests overlap instead of adding up: {elapsed:?}"
+    );
+    let values: Vec<_> = read_values(&kaos, "pipelined", 6).into_iter().skip(1).collect();
+    let expected: Vec<Vec<u8>> = (0..5).map(|i| format!("p-{i}").into_bytes()).collect();
+    assert_eq!(values, expected, "order is kept");
+}

@@ -74,6 +74,9 @@ struct Pending {
     request: RequestPrefix,
     expects_response: bool,
     plan: Option<Plan>,
+    /// When it was read: delays count from here, so a request queued behind a delayed one waits
+    /// its own latency, not the sum of both (it still never overtakes).
+    arrived: Instant,
 }
 
 /// Why a response is being gathered whole.
@@ -246,7 +249,7 @@ impl RequestRouter<'_, '_> {
 impl Router for RequestRouter<'_, '_> {
     const MIN_BODY: usize = REQUEST_PREFIX;
 
-    fn on_frame(&mut self, body_len: usize, head: &[u8]) -> Result<Verdict, String> {
+    fn on_frame(&mut self, body_len: usize, head: &[u8], read_at: Instant) -> Result<Verdict, String> {
         if self.in_flight.is_full() || self.shard.drain.started() {
             return Ok(Verdict::Hold);
         }
@@ -293,12 +296,12 @@ impl Router for RequestRouter<'_, '_> {
             self.push(request, expects_response, Reply::Upstream { delay: Duration::ZERO });
             return Ok(Verdict::Forward);
         }
-        self.side.pending = Some(Pending { request, expects_response, plan });
+        self.side.pending = Some(Pending { request, expects_response, plan, arrived: read_at });
         Ok(Verdict::Whole)
     }
 
     fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String> {
-        let Pending { request, expects_response, plan } =
+        let Pending { request, expects_response, plan, arrived } =
             self.side.pending.take().ok_or("gathered a request with no plan")?;
         if Identity::is_revealing(request.api_key) {
             self.side.identity.observe(request, body);
@@ -322,16 +325,15 @@ impl Router for RequestRouter<'_, '_> {
         for (feature, effect) in &outcome.applied {
             shard.metrics.count_effect(*feature, effect);
         }
-        let now = Instant::now();
         if let Some((answer, after)) = outcome.answer {
             // Not forwarded: kaos answers in the request's place (nothing at all under acks=0).
             if expects_response {
-                self.push(request, true, Reply::Local { frame: answer, ready_at: now + after });
+                self.push(request, true, Reply::Local { frame: answer, ready_at: arrived + after });
             }
             return Ok(Emit::frames(Vec::new(), None));
         }
         self.push(request, expects_response, Reply::Upstream { delay: outcome.response_delay });
-        let not_before = (!outcome.request_delay.is_zero()).then(|| now + outcome.request_delay);
+        let not_before = (!outcome.request_delay.is_zero()).then(|| arrived + outcome.request_delay);
         match (outcome.rewritten, outcome.duplicate) {
             (None, false) => Ok(Emit::original(not_before)),
             (rewritten, duplicate) => {
@@ -361,7 +363,7 @@ struct ResponseRouter<'a, 'b> {
 impl Router for ResponseRouter<'_, '_> {
     const MIN_BODY: usize = RESPONSE_PREFIX;
 
-    fn on_frame(&mut self, _body_len: usize, head: &[u8]) -> Result<Verdict, String> {
+    fn on_frame(&mut self, _body_len: usize, head: &[u8], _read_at: Instant) -> Result<Verdict, String> {
         if self.in_flight.front_is_local() {
             return Ok(Verdict::Hold);
         }

@@ -39,8 +39,9 @@ pub trait Router {
     /// The smallest valid body: anything shorter is malformed.
     const MIN_BODY: usize;
 
-    /// Called at each frame boundary with the body length and the body bytes buffered so far.
-    fn on_frame(&mut self, body_len: usize, head: &[u8]) -> Result<Verdict, String>;
+    /// Called at each frame boundary with the body length, the body bytes buffered so far, and
+    /// when the latest read happened (the frame arrived no later than that).
+    fn on_frame(&mut self, body_len: usize, head: &[u8], read_at: Instant) -> Result<Verdict, String>;
 
     /// Called with the complete body of a frame judged `Whole`; returns what to send instead.
     fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String>;
@@ -100,6 +101,8 @@ pub struct Lane {
     emitted_written: usize,
     /// Nothing is written before this instant.
     not_before: Option<Instant>,
+    /// When the latest read returned bytes.
+    read_at: Instant,
     max_frame: usize,
     pub eof: bool,
 }
@@ -129,6 +132,7 @@ impl Lane {
             emitted: VecDeque::new(),
             emitted_written: 0,
             not_before: None,
+            read_at: Instant::now(),
             max_frame,
             eof: false,
         }
@@ -214,7 +218,7 @@ impl Lane {
                 return Ok(());
             };
             let head = &data[LENGTH_PREFIX..data.len().min(LENGTH_PREFIX + body_len)];
-            match router.on_frame(body_len, head).map_err(LaneError::Protocol)? {
+            match router.on_frame(body_len, head, self.read_at).map_err(LaneError::Protocol)? {
                 Verdict::Forward => self.frame_left = LENGTH_PREFIX + body_len,
                 Verdict::Whole => self.whole = Some(LENGTH_PREFIX + body_len),
                 Verdict::NeedBytes(_) if head.len() == body_len => {
@@ -311,6 +315,7 @@ impl Lane {
         let result = Pin::new(src).poll_read(cx, &mut self.buf[self.end..]);
         if let Poll::Ready(Ok(n)) = result {
             self.end += n;
+            self.read_at = Instant::now();
         }
         result
     }
