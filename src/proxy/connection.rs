@@ -254,12 +254,12 @@ impl Router for RequestRouter<'_, '_> {
             return Ok(Verdict::Hold);
         }
         let Some(request) = RequestPrefix::parse(head) else {
-            return Ok(Verdict::NeedBytes(REQUEST_PREFIX));
+            return Ok(Verdict::NeedMore);
         };
         let expects_response = if request.is_produce() {
             match frame::produce_acks(head, request.api_version).map_err(|e| e.to_string())? {
                 Some(acks) => acks != 0,
-                None => return Ok(Verdict::NeedBytes(head.len() + 64)),
+                None => return Ok(Verdict::NeedMore),
             }
         } else {
             true
@@ -281,7 +281,7 @@ impl Router for RequestRouter<'_, '_> {
                     Some(topics.iter().filter_map(|t| self.shard.topic_ref_name(t)).collect::<Vec<_>>())
                 }
                 ProduceTopics::NeedMore if head.len() < body_len && head.len() < TOPIC_PEEK_LIMIT => {
-                    return Ok(Verdict::NeedBytes(head.len() + 64));
+                    return Ok(Verdict::NeedMore);
                 }
                 // The whole request will tell: the plan keeps topic rules and checks them then.
                 ProduceTopics::NeedMore | ProduceTopics::BeyondHead => None,
@@ -368,7 +368,7 @@ impl Router for ResponseRouter<'_, '_> {
             return Ok(Verdict::Hold);
         }
         let Some(correlation_id) = frame::response_correlation_id(head) else {
-            return Ok(Verdict::NeedBytes(RESPONSE_PREFIX));
+            return Ok(Verdict::NeedMore);
         };
         let request = match self.in_flight.complete(correlation_id)? {
             Answer::Unexpected => {

@@ -28,8 +28,8 @@ pub enum Verdict {
     Forward,
     /// Gather it, then call `Router::on_whole` for its replacement.
     Whole,
-    /// Call again once this many body bytes (at most the body length) are buffered.
-    NeedBytes(usize),
+    /// Call again when more of the frame has arrived (its header is not all here yet).
+    NeedMore,
     /// Not now: stop at this frame boundary (backpressure or shutdown).
     Hold,
 }
@@ -221,10 +221,10 @@ impl Lane {
             match router.on_frame(body_len, head, self.read_at).map_err(LaneError::Protocol)? {
                 Verdict::Forward => self.frame_left = LENGTH_PREFIX + body_len,
                 Verdict::Whole => self.whole = Some(LENGTH_PREFIX + body_len),
-                Verdict::NeedBytes(_) if head.len() == body_len => {
+                Verdict::NeedMore if head.len() == body_len => {
                     return Err(LaneError::Protocol(format!("truncated header in a {body_len}-byte frame")));
                 }
-                Verdict::NeedBytes(_) | Verdict::Hold => return Ok(()),
+                Verdict::NeedMore | Verdict::Hold => return Ok(()),
             }
         }
         Ok(())
