@@ -9,7 +9,8 @@ use super::{Effect, Fault, FaultContext, errors};
 
 pub const FIELDS: &[&str] = &["errors", "minLatencyToAddInMilliseconds", "maxLatencyToAddInMilliseconds"];
 
-/// Errors and latency of a local answer; shared with leader-election.
+/// Errors and latency of a local answer: the fault itself, configured with broken-broker's or
+/// leader-election's defaults.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub errors: Vec<i16>,
@@ -34,33 +35,28 @@ impl Failure {
         Effect::Fail { error, after: self.latency.pick(rng) }
     }
 
-    pub fn config_json(&self, config: &mut Map<String, Value>) {
+    fn to_json(&self, config: &mut Map<String, Value>) {
         let names: Vec<_> = self.errors.iter().map(|&code| errors::name_of(code)).collect();
         config.insert("errors".into(), Value::from(names));
         self.latency.to_json(config);
     }
 }
 
-#[derive(Debug)]
-pub struct BrokenBroker(Failure);
-
-impl BrokenBroker {
-    pub fn read(config: &mut ConfigReader) -> Result<BrokenBroker, ConfigError> {
-        Failure::read(config, &["BROKER_NOT_AVAILABLE"]).map(BrokenBroker)
-    }
+pub fn read(config: &mut ConfigReader) -> Result<Failure, ConfigError> {
+    Failure::read(config, &["BROKER_NOT_AVAILABLE"])
 }
 
-impl Fault for BrokenBroker {
+impl Fault for Failure {
     /// The local answer lists the request's partitions.
     fn needs_request(&self) -> bool {
         true
     }
 
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
-        Some(self.0.effect(context.rng))
+        Some(self.effect(context.rng))
     }
 
     fn config_json(&self, config: &mut Map<String, Value>) {
-        self.0.config_json(config);
+        self.to_json(config);
     }
 }

@@ -80,20 +80,16 @@ impl Feature {
         config: &mut ConfigReader,
     ) -> Result<(Box<dyn Fault>, &'static [&'static str]), ConfigError> {
         Ok(match self {
-            Feature::BrokenBroker => {
-                (Box::new(broken_broker::BrokenBroker::read(config)?), broken_broker::FIELDS)
-            }
+            Feature::BrokenBroker => (Box::new(broken_broker::read(config)?), broken_broker::FIELDS),
             Feature::DuplicateResource => {
                 (Box::new(duplicate_resource::DuplicateResource::read(config)?), duplicate_resource::FIELDS)
             }
-            Feature::LeaderElection => {
-                (Box::new(leader_election::LeaderElection::read(config)?), leader_election::FIELDS)
-            }
+            Feature::LeaderElection => (Box::new(leader_election::read(config)?), leader_election::FIELDS),
             Feature::RandomBytes => {
                 (Box::new(random_bytes::RandomBytes::read(config)?), random_bytes::FIELDS)
             }
             Feature::SlowBroker => (Box::new(slow_broker::SlowBroker::read(config)?), slow_broker::FIELDS),
-            Feature::SlowTopic => (Box::new(slow_topic::SlowTopic::read(config)?), slow_topic::FIELDS),
+            Feature::SlowTopic => (Box::new(slow_topic::read(config)?), slow_topic::FIELDS),
             Feature::InvalidSchema => {
                 (Box::new(invalid_schema::InvalidSchema::read(config)?), invalid_schema::FIELDS)
             }
