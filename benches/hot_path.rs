@@ -104,7 +104,8 @@ fn rule_matching(c: &mut Criterion) {
         c.bench_function(&format!("rule matching per Produce request ({n} non-matching rules)"), |b| {
             b.iter(|| {
                 let prefix = RequestPrefix::parse(body).unwrap();
-                if rules.for_api(prefix.api_key).is_empty() {
+                let candidates = rules.for_api(prefix.api_key);
+                if candidates.is_empty() {
                     return black_box(None);
                 }
                 let ProduceTopics::All(topics) = produce_topics(body, prefix.api_version).unwrap() else {
@@ -114,7 +115,7 @@ fn rule_matching(c: &mut Criterion) {
                     .into_iter()
                     .filter_map(|t| if let TopicRef::Name(n) = t { Some(n) } else { None })
                     .collect();
-                black_box(Plan::decide(&rules, prefix.api_key, Scope::default(), Some(&names), &mut rng))
+                black_box(Plan::decide(candidates, Scope::default(), Some(&names), &mut rng))
             })
         });
     }

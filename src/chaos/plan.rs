@@ -11,7 +11,7 @@ use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 
-use super::{Direction, Effect, FaultContext, Feature, Rule, RuleSet, respond};
+use super::{Direction, Effect, FaultContext, Feature, Rule, respond};
 use crate::proxy::frame::RequestPrefix;
 use crate::proxy::rewrite::encode_frame;
 
@@ -58,19 +58,15 @@ enum Decoded {
 }
 
 impl Plan {
-    /// Picks the rules that fire for one request. `topics`, when the request's topics are known
-    /// from its head, rules out topic rules for other topics before anything is decoded.
+    /// Picks which of `candidates` (the rules on the request's API) fire for one request.
+    /// `topics`, when the request's topics are known from its head, rules out topic rules for
+    /// other topics before anything is decoded.
     pub fn decide(
-        rules: &RuleSet,
-        api_key: i16,
+        candidates: &[Arc<Rule>],
         scope: Scope<'_>,
         topics: Option<&[String]>,
         rng: &mut fastrand::Rng,
     ) -> Option<Plan> {
-        let candidates = rules.for_api(api_key);
-        if candidates.is_empty() {
-            return None;
-        }
         let now = Instant::now();
         let topic_matches = |rule: &Rule| match topics {
             Some(topics) if !rule.topics.is_empty() => topics.iter().any(|t| rule.topics.matches(t)),
@@ -210,6 +206,7 @@ fn topic_names(decoded: &Decoded, topic_by_id: &dyn Fn(&[u8; 16]) -> Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chaos::RuleSet;
     use crate::chaos::records::tests::batch;
     use kafka_protocol::messages::produce_request::PartitionProduceData;
     use kafka_protocol::messages::{ProduceResponse, ResponseHeader, TopicName};
@@ -261,7 +258,7 @@ mod tests {
     fn carry(rules: &RuleSet, version: i16, values: &[&[u8]]) -> Outcome {
         let (prefix, body) = produce_body(version, values);
         let mut rng = fastrand::Rng::with_seed(3);
-        let plan = Plan::decide(rules, 0, Scope::default(), None, &mut rng).expect("the rule fires");
+        let plan = Plan::decide(rules.for_api(0), Scope::default(), None, &mut rng).expect("the rule fires");
         plan.carry_out(prefix, &body, &names, &mut rng).expect("decodable")
     }
 
@@ -319,7 +316,7 @@ mod tests {
         let (prefix, body) = produce_body(13, &[b"aa"]);
         let mut rng = fastrand::Rng::with_seed(1);
         let any = rules("random-bytes", r#"{"topics":["orders"]}"#);
-        let plan = Plan::decide(&any, 0, Scope::default(), None, &mut rng).unwrap();
+        let plan = Plan::decide(any.for_api(0), Scope::default(), None, &mut rng).unwrap();
         let outcome = plan.carry_out(prefix, &body, &|_| None, &mut rng).unwrap();
         assert!(outcome.applied.is_empty(), "an unknown topic id matches no topic rule");
     }
@@ -342,7 +339,7 @@ mod tests {
         let (prefix, body) = produce_body(9, &[b"x"]);
         let old = RequestPrefix { api_version: 2, ..prefix };
         let mut rng = fastrand::Rng::with_seed(1);
-        let plan = Plan::decide(&random, 0, Scope::default(), None, &mut rng).unwrap();
+        let plan = Plan::decide(random.for_api(0), Scope::default(), None, &mut rng).unwrap();
         assert!(plan.carry_out(old, &body, &names, &mut rng).is_err());
         assert!(plan.carry_out(prefix, &body[..body.len() / 2], &names, &mut rng).is_err(), "truncated");
     }
@@ -350,17 +347,21 @@ mod tests {
     #[test]
     fn apis_without_rules_cost_nothing_and_rate_zero_never_fires() {
         let mut rng = fastrand::Rng::with_seed(1);
-        assert!(Plan::decide(&rules("slow-broker", "{}"), 1, Scope::default(), None, &mut rng).is_none());
+        assert!(
+            Plan::decide(rules("slow-broker", "{}").for_api(1), Scope::default(), None, &mut rng).is_none()
+        );
         let never = rules("slow-broker", r#"{"rateInPercent":0}"#);
-        assert!((0..1000).all(|_| Plan::decide(&never, 0, Scope::default(), None, &mut rng).is_none()));
+        assert!(
+            (0..1000).all(|_| Plan::decide(never.for_api(0), Scope::default(), None, &mut rng).is_none())
+        );
         let orders = rules("slow-topic", r#"{"topics":["orders"]}"#);
         let other = ["payments".to_owned()];
         assert!(
-            Plan::decide(&orders, 0, Scope::default(), Some(&other), &mut rng).is_none(),
+            Plan::decide(orders.for_api(0), Scope::default(), Some(&other), &mut rng).is_none(),
             "known topics rule out"
         );
-        let plan =
-            Plan::decide(&orders, 0, Scope::default(), Some(&["orders".to_owned()]), &mut rng).unwrap();
+        let plan = Plan::decide(orders.for_api(0), Scope::default(), Some(&["orders".to_owned()]), &mut rng)
+            .unwrap();
         assert!(plan.needs_body);
     }
 }

@@ -265,34 +265,31 @@ impl Router for RequestRouter<'_, '_> {
             true
         };
         let side = &mut *self.side;
-        let rules = side.rules.load();
-        let candidates = rules.for_api(request.api_key);
-        let revealing = Identity::is_revealing(request.api_key);
-        if candidates.is_empty() && !revealing {
-            self.shard.metrics.count_request(request.api_key);
-            self.push(request, expects_response, Reply::Upstream { delay: Duration::ZERO });
-            return Ok(Verdict::Forward);
-        }
-        // Topic rules: a Produce request's topics are usually known from its head, so rules for
-        // other topics cost no decoding.
-        let topics = if request.is_produce() && candidates.iter().any(|rule| !rule.topics.is_empty()) {
-            match frame::produce_topics(head, request.api_version).map_err(|e| e.to_string())? {
-                ProduceTopics::All(topics) => {
-                    Some(topics.iter().filter_map(|t| self.shard.topic_ref_name(t)).collect::<Vec<_>>())
-                }
-                ProduceTopics::NeedMore if head.len() < body_len && head.len() < TOPIC_PEEK_LIMIT => {
-                    return Ok(Verdict::NeedMore);
-                }
-                // The whole request will tell: the plan keeps topic rules and checks them then.
-                ProduceTopics::NeedMore | ProduceTopics::BeyondHead => None,
-            }
-        } else {
+        let candidates = side.rules.load().for_api(request.api_key);
+        let plan = if candidates.is_empty() {
             None
+        } else {
+            // Topic rules: a Produce request's topics are usually known from its head, so rules
+            // for other topics cost no decoding.
+            let topics = if request.is_produce() && candidates.iter().any(|rule| !rule.topics.is_empty()) {
+                match frame::produce_topics(head, request.api_version).map_err(|e| e.to_string())? {
+                    ProduceTopics::All(topics) => {
+                        Some(topics.iter().filter_map(|t| self.shard.topic_ref_name(t)).collect::<Vec<_>>())
+                    }
+                    ProduceTopics::NeedMore if head.len() < body_len && head.len() < TOPIC_PEEK_LIMIT => {
+                        return Ok(Verdict::NeedMore);
+                    }
+                    // The whole request will tell: the plan keeps topic rules and checks them then.
+                    ProduceTopics::NeedMore | ProduceTopics::BeyondHead => None,
+                }
+            } else {
+                None
+            };
+            let scope = Scope { user: side.identity.user(), node: side.node };
+            Plan::decide(candidates, scope, topics.as_deref(), &mut side.rng)
         };
-        let scope = Scope { user: side.identity.user(), node: side.node };
-        let plan = Plan::decide(rules, request.api_key, scope, topics.as_deref(), &mut side.rng);
         self.shard.metrics.count_request(request.api_key);
-        if plan.is_none() && !revealing {
+        if plan.is_none() && !Identity::is_revealing(request.api_key) {
             self.push(request, expects_response, Reply::Upstream { delay: Duration::ZERO });
             return Ok(Verdict::Forward);
         }
