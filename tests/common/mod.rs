@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -39,9 +39,28 @@ fn log_dir() -> PathBuf {
     dir
 }
 
-/// A loopback port that nothing listens on right now.
+/// Ports handed out to this test binary's tests (they run in parallel): a port is given once,
+/// and the broker ports a kaos will open later are held back from everyone else.
+static RESERVED: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A loopback port that nothing listens on right now and no other test was given.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if RESERVED.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Reserves all of `ports` if every one is free and unreserved.
+fn reserve_all(ports: &[u16]) -> bool {
+    let mut reserved = RESERVED.lock().unwrap();
+    if ports.iter().any(|p| reserved.contains(p) || !port_is_free(*p)) {
+        return false;
+    }
+    reserved.extend(ports);
+    true
 }
 
 fn port_is_free(port: u16) -> bool {
@@ -144,10 +163,15 @@ impl Kaos {
 
     /// Starts kaos without waiting for the upstream cluster.
     pub fn spawn(bootstrap: &str, extra: &[&str]) -> Kaos {
+        // Hold back the ports kaos will open for brokers: tansu's node 111, and nodes 1-3.
         let (port_start, admin_port) = loop {
             let port = free_port();
-            let broker_port = u32::from(port) + 1 + TANSU_NODE_ID as u32;
-            if broker_port < 65_000 && port_is_free(broker_port as u16) {
+            let broker_ports: Vec<u16> = [1, 2, 3, TANSU_NODE_ID]
+                .iter()
+                .filter_map(|node| u16::try_from(u32::from(port) + 1 + *node as u32).ok())
+                .filter(|p| *p < 65_000)
+                .collect();
+            if broker_ports.len() == 4 && reserve_all(&broker_ports) {
                 break (port, free_port());
             }
         };
@@ -160,6 +184,10 @@ impl Kaos {
         );
         wait_until("kaos admin API", Duration::from_secs(20), || {
             TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+        });
+        // The shards bind the bootstrap port after the admin API is up.
+        wait_until("kaos bootstrap port", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port_start)).is_ok()
         });
         Kaos { process, port_start, admin_port }
     }
