@@ -92,7 +92,7 @@ fn non_matching_rules(n: usize) -> RuleSet {
             Arc::new(Rule::from_request("t", "u", feature, body.as_bytes()).expect("valid rule"))
         })
         .collect();
-    RuleSet::new(1, rules)
+    RuleSet::new(rules)
 }
 
 fn rule_matching(c: &mut Criterion) {

@@ -218,7 +218,7 @@ mod tests {
     fn rules(feature: &str, config: &str) -> RuleSet {
         let body = format!(r#"{{"config":{config},"direction":"REQUEST","apiKeys":"PRODUCE"}}"#);
         let rule = Rule::from_request("t", "u", feature, body.as_bytes()).unwrap();
-        RuleSet::new(1, vec![Arc::new(rule)])
+        RuleSet::new(vec![Arc::new(rule)])
     }
 
     /// A Produce request body (after the length prefix) for `version`, naming its topic by id

@@ -312,23 +312,22 @@ impl Rule {
 /// API keys 0..API_SLOTS are indexed; rules on others never match (no such API is decoded).
 const API_SLOTS: usize = 128;
 
-/// One immutable generation of the rules, indexed by API key for the data path.
+/// One immutable snapshot of the rules, indexed by API key for the data path.
 #[derive(Debug, Default)]
 pub struct RuleSet {
-    pub generation: u64,
     rules: Vec<Arc<Rule>>,
     by_api: Vec<Vec<Arc<Rule>>>,
 }
 
 impl RuleSet {
-    pub fn new(generation: u64, rules: Vec<Arc<Rule>>) -> RuleSet {
+    pub fn new(rules: Vec<Arc<Rule>>) -> RuleSet {
         let mut by_api = vec![Vec::new(); API_SLOTS];
         for rule in &rules {
             if let Some(slot) = usize::try_from(rule.key.api_key).ok().and_then(|k| by_api.get_mut(k)) {
                 slot.push(rule.clone());
             }
         }
-        RuleSet { generation, rules, by_api }
+        RuleSet { rules, by_api }
     }
 
     pub fn rules(&self) -> &[Arc<Rule>] {

@@ -27,7 +27,6 @@ pub struct RuleStore {
     rules: BTreeMap<RuleKey, Arc<Rule>>,
     /// Message formats by (tenant, topic), as registered through `POST /tenant`.
     formats: BTreeMap<(String, String), String>,
-    generation: u64,
     /// Where changes are saved, with `--rules-file`.
     file: Option<RulesFile>,
 }
@@ -240,10 +239,9 @@ impl RuleStore {
         (200, json!({"tenant": tenant, "topic": topic, "messageFormat": format}))
     }
 
-    fn publish(&mut self, shared: &Shared) {
-        self.generation += 1;
+    fn publish(&self, shared: &Shared) {
         let rules = self.rules.values().cloned().collect();
-        shared.rules.store(Arc::new(RuleSet::new(self.generation, rules)));
+        shared.rules.store(Arc::new(RuleSet::new(rules)));
     }
 }
 

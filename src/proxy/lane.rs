@@ -50,7 +50,7 @@ pub trait Router {
 /// What to send in place of a gathered frame: the frame itself as read (no copy), or frames of
 /// the router's own (length prefix included): none, to drop it; two, to duplicate it. Nothing
 /// behind them leaves before `not_before`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Emit {
     pub keep_original: bool,
     pub frames: Vec<BytesMut>,
