@@ -14,8 +14,9 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use kaos::chaos::plan::{Plan, Scope};
 use kaos::chaos::records::rewrite_batches;
 use kaos::chaos::{Rule, RuleSet};
-use kaos::proxy::frame::{ProduceTopics, RequestPrefix, TopicRef, body_len, produce_acks, produce_topics};
-use kaos::proxy::rewrite::{BrokerPorts, Learned, encode_frame, rewrite_response};
+use kaos::proxy::rewrite::{BrokerPorts, Learned, rewrite_response};
+use kaos::wire::encode_frame;
+use kaos::wire::frame::{ProduceTopics, RequestPrefix, TopicRef, body_len, produce_acks, produce_topics};
 
 fn produce_frame() -> Vec<u8> {
     let mut frame = vec![0, 0, 0x10, 0]; // 4 KiB body
@@ -48,10 +49,16 @@ fn metadata_body(brokers: i32, topics: usize) -> Bytes {
         );
     let version = 12;
     let header = ResponseHeader::default().with_correlation_id(1);
-    encode_frame(&header, ApiKey::Metadata.response_header_version(version), &response, version)
-        .expect("encodes")
-        .freeze()
-        .slice(4..)
+    encode_frame(
+        ApiKey::Metadata,
+        &header,
+        ApiKey::Metadata.response_header_version(version),
+        &response,
+        version,
+    )
+    .expect("encodes")
+    .freeze()
+    .slice(4..)
 }
 
 fn frame_header_peek(c: &mut Criterion) {

@@ -15,3 +15,4 @@ pub mod control;
 pub mod proxy;
 pub mod shard;
 pub mod shared;
+pub mod wire;

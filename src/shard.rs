@@ -17,9 +17,9 @@ use glommio::timer::sleep;
 use crate::config::Config;
 use crate::control::metrics::{LatencyRecorder, ShardMetrics};
 use crate::proxy::connection::{Connection, End, peer_name};
-use crate::proxy::frame::TopicRef;
 use crate::proxy::rewrite::{BrokerPorts, Learned, SeenBroker};
 use crate::shared::Shared;
+use crate::wire::TopicNames;
 use crate::{debug, error, info, warn};
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
@@ -76,6 +76,13 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
     Ok(())
 }
 
+/// The shard's topic names are those its connections' Metadata responses showed.
+impl TopicNames for Shard {
+    fn name_by_id(&self, id: &[u8; 16]) -> Option<String> {
+        self.topic_names.borrow().get(id).cloned()
+    }
+}
+
 /// Follows the cluster topology, publishes latency, and notices shutdown.
 async fn housekeeping(shard: Rc<Shard>) {
     let mut ticks = 0u32;
@@ -112,19 +119,6 @@ impl Shard {
             for (id, name) in &learned.topics {
                 names.insert(*id, name.clone());
             }
-        }
-    }
-
-    /// The name of a topic known by id.
-    pub fn topic_name(&self, id: &[u8; 16]) -> Option<String> {
-        self.topic_names.borrow().get(id).cloned()
-    }
-
-    /// The name of a topic as a request names it; `None` for an id no Metadata response showed.
-    pub fn topic_ref_name(&self, topic: &TopicRef) -> Option<String> {
-        match topic {
-            TopicRef::Name(name) => Some(name.clone()),
-            TopicRef::Id(id) => self.topic_name(id),
         }
     }
 

@@ -56,6 +56,48 @@ fn rules_survive_a_restart() {
 }
 
 #[test]
+fn a_rule_deleted_last_stays_deleted_after_a_restart() {
+    let tansu = Tansu::start();
+    let path = rules_path("delete-last");
+    let _ = std::fs::remove_file(&path);
+    let file = path.to_str().unwrap();
+    let mut first = Kaos::start(&tansu.address(), &["--rules-file", file]);
+    first.add_rule("duplicate-resource", r#"{"config":{},"apiKeys":"PRODUCE","direction":"REQUEST"}"#);
+    first.add_rule("slow-broker", r#"{"config":{},"apiKeys":"FETCH","direction":"RESPONSE"}"#);
+    first.delete_rule("slow-broker", "FETCH", "RESPONSE");
+    first.delete_rule("duplicate-resource", "PRODUCE", "REQUEST");
+    assert_eq!(first.get("/rules").1, "[]");
+    assert!(first.terminate().expect("exits").success());
+
+    let second = Kaos::start(&tansu.address(), &["--rules-file", file]);
+    assert_eq!(second.get("/rules").1, "[]", "a deleted rule must not come back");
+    assert!(!second.log().contains("loaded"), "nothing to load: {}", second.log());
+}
+
+#[test]
+fn idle_connections_do_not_stall_the_admin_api() {
+    let tansu = Tansu::start();
+    let kaos = Kaos::start(&tansu.address(), &[]);
+    // Connections that connect and send nothing, opened in bursts as a port scanner or a stuck
+    // client would; between bursts the API must still answer at once.
+    let mut idle = Vec::new();
+    for round in 0..12 {
+        for _ in 0..8 {
+            idle.push(TcpStream::connect(("127.0.0.1", kaos.admin_port)).unwrap());
+        }
+        let started = Instant::now();
+        let (status, _) = kaos.get("/health");
+        assert_eq!(status, 200, "round {round}: /health with {} idle connections", idle.len());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "round {round}: /health took {:?} with {} idle connections",
+            started.elapsed(),
+            idle.len()
+        );
+    }
+}
+
+#[test]
 fn a_corrupt_rules_file_stops_start_up_naming_the_line() {
     let path = rules_path("corrupt");
     std::fs::write(

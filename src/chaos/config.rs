@@ -1,13 +1,19 @@
-//! Reading a rule's JSON config with errors that name the field: every field is taken once, with
-//! its type checked, and whatever is left over at the end is rejected as unknown.
+//! A rule's `config` object. Every config type (the fields all faults share, and each fault's own)
+//! is a serde struct with a JSON Schema and a table of defaults: a field a body leaves out takes
+//! its default, a field the struct does not know is rejected, and every error names the field with
+//! its path (`config.errors[1]`).
 
 use std::time::Duration;
 
 use regex::Regex;
-use serde_json::{Map, Value};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
-/// A bad REST body: the field at fault and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A bad REST body: the field at fault, with its path, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
 pub struct ConfigError {
     pub field: String,
     pub reason: String,
@@ -17,120 +23,243 @@ impl ConfigError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         ConfigError { field: field.into(), reason: reason.into() }
     }
-}
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
+    /// A serde error inside the object at `prefix` (`config`, or `` for a whole body).
+    pub fn from_serde(prefix: &str, error: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+        let path = error.path().to_string();
+        let reason = error.inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        let missing = reason.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name.to_owned(),
+            (".", None) => String::new(),
+            (path, Some(name)) => format!("{path}.{name}"),
+            (path, None) => path.to_owned(),
+        };
+        let field = match (prefix, field.as_str()) {
+            ("", "") => "body".to_owned(),
+            ("", field) => field.to_owned(),
+            (prefix, "") => prefix.to_owned(),
+            (prefix, field) => format!("{prefix}.{field}"),
+        };
+        let reason = match missing {
+            Some(_) => "is required".to_owned(),
+            None => reason,
+        };
+        ConfigError { field, reason }
     }
 }
 
-/// Takes fields out of a `config` object.
-pub struct ConfigReader {
-    fields: Map<String, Value>,
+/// A config object: its fields, their defaults, and the checks types cannot express.
+pub trait Configurable: Serialize + DeserializeOwned + JsonSchema {
+    /// The value of every field a body may leave out, as a JSON object. Fields absent here (and
+    /// not `Option`) are required.
+    fn defaults() -> Value;
+
+    /// Checks what the types cannot say (a minimum above its maximum) and settles fields whose
+    /// default depends on another. Errors name the field as `config.<name>`.
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        Ok(())
+    }
 }
 
-impl ConfigReader {
-    pub fn new(fields: Map<String, Value>) -> ConfigReader {
-        ConfigReader { fields }
+/// Reads a config object: `given` over the type's defaults, unknown fields rejected by name.
+pub fn parse<T: Configurable>(given: Map<String, Value>) -> Result<T, ConfigError> {
+    let known = field_names::<T>();
+    if let Some(unknown) = given.keys().find(|key| !known.contains(key)) {
+        return Err(ConfigError::new(
+            format!("config.{unknown}"),
+            format!(
+                "unknown field for this feature; its own fields are {} (besides those every feature takes)",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ),
+        ));
     }
+    let Value::Object(mut merged) = T::defaults() else {
+        unreachable!("defaults are a JSON object (checked by the registry's tests)")
+    };
+    merged.extend(given.into_iter().filter(|(_, value)| !value.is_null()));
+    let mut config: T = serde_path_to_error::deserialize(Value::Object(merged))
+        .map_err(|error| ConfigError::from_serde("config", error))?;
+    config.validate()?;
+    Ok(config)
+}
 
-    fn path(name: &str) -> String {
-        format!("config.{name}")
+/// The schema of a config type as OpenAPI 3.0 writes schemas, with every sub-schema inline.
+pub fn schema_of<T: JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::openapi3()
+        .with(|settings| settings.inline_subschemas = true)
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<T>().to_value();
+    if let Some(schema) = schema.as_object_mut() {
+        for key in ["$schema", "title", "description"] {
+            schema.remove(key);
+        }
     }
+    schema
+}
 
-    pub fn u64(&mut self, name: &str) -> Result<Option<u64>, ConfigError> {
-        match self.fields.remove(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(value) => Ok(Some(value)),
-                None => {
-                    Err(ConfigError::new(Self::path(name), format!("must be a whole number ≥ 0, got {n}")))
+/// The fields a config type knows, in declaration order.
+pub fn field_names<T: JsonSchema>() -> Vec<String> {
+    schema_of::<T>()["properties"]
+        .as_object()
+        .map(|fields| fields.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A config type's fields as `GET /features` describes them, for forms and documentation:
+/// name, type, description, default, whether required, and the allowed values or range.
+pub fn field_docs(schema: &Value, defaults: &Value) -> Vec<Value> {
+    let required: Vec<&str> =
+        schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let Some(properties) = schema["properties"].as_object() else { return Vec::new() };
+    properties
+        .iter()
+        .map(|(name, property)| {
+            let mut doc = Map::new();
+            doc.insert("name".into(), name.as_str().into());
+            doc.insert("type".into(), property["type"].clone());
+            for key in ["items", "enum", "minimum", "maximum"] {
+                if let Some(value) = property.get(key) {
+                    doc.insert(key.into(), value.clone());
                 }
-            },
-            Some(other) => Err(ConfigError::new(Self::path(name), format!("must be a number, got {other}"))),
-        }
-    }
+            }
+            if let Some(Value::Array(allowed)) = doc.get_mut("enum") {
+                allowed.retain(|value| !value.is_null());
+            }
+            doc.insert("description".into(), property.get("description").cloned().unwrap_or_default());
+            let default = defaults.get(name);
+            doc.insert("required".into(), (required.contains(&name.as_str()) && default.is_none()).into());
+            if let Some(default) = default {
+                doc.insert("default".into(), default.clone());
+            }
+            Value::Object(doc)
+        })
+        .collect()
+}
 
-    pub fn i32(&mut self, name: &str) -> Result<Option<i32>, ConfigError> {
-        match self.fields.remove(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => match n.as_i64().and_then(|v| i32::try_from(v).ok()) {
-                Some(value) => Ok(Some(value)),
-                None => Err(ConfigError::new(Self::path(name), format!("must be a 32-bit integer, got {n}"))),
-            },
-            Some(other) => Err(ConfigError::new(Self::path(name), format!("must be a number, got {other}"))),
+/// One `config` object made of several config types' fields (the shared ones and a fault's
+/// own), as an OpenAPI schema: unknown fields refused, fields with a default optional.
+pub fn merged_schema(parts: &[(Value, Value)]) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for (schema, defaults) in parts {
+        if let Some(fields) = schema["properties"].as_object() {
+            properties.extend(fields.clone());
         }
+        let needed = schema["required"].as_array().into_iter().flatten();
+        required
+            .extend(needed.filter(|name| name.as_str().is_some_and(|n| defaults.get(n).is_none())).cloned());
     }
-
-    pub fn string(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
-        match self.fields.remove(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(ConfigError::new(Self::path(name), format!("must be a string, got {other}"))),
-        }
+    let mut merged = json!({"type": "object", "additionalProperties": false, "properties": properties});
+    if !required.is_empty() {
+        merged["required"] = Value::from(required);
     }
-
-    pub fn strings(&mut self, name: &str) -> Result<Vec<String>, ConfigError> {
-        match self.fields.remove(name) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| match item {
-                    Value::String(s) => Ok(s),
-                    other => Err(ConfigError::new(
-                        format!("config.{name}[{i}]"),
-                        format!("must be a string, got {other}"),
-                    )),
-                })
-                .collect(),
-            Some(other) => Err(ConfigError::new(Self::path(name), format!("must be an array, got {other}"))),
-        }
-    }
-
-    pub fn i32s(&mut self, name: &str) -> Result<Vec<i32>, ConfigError> {
-        match self.fields.remove(name) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    item.as_i64().and_then(|v| i32::try_from(v).ok()).ok_or_else(|| {
-                        ConfigError::new(
-                            format!("config.{name}[{i}]"),
-                            format!("must be a 32-bit integer, got {item}"),
-                        )
-                    })
-                })
-                .collect(),
-            Some(other) => Err(ConfigError::new(Self::path(name), format!("must be an array, got {other}"))),
-        }
-    }
-
-    /// Rejects any field nobody took.
-    pub fn finish(self, known: &[&str]) -> Result<(), ConfigError> {
-        match self.fields.keys().next() {
-            None => Ok(()),
-            Some(unknown) => Err(ConfigError::new(
-                Self::path(unknown),
-                format!("unknown field for this feature; known fields: {}", known.join(", ")),
-            )),
-        }
-    }
+    merged
 }
 
 /// Units accepted by `durationUnit`, `quietPeriodUnit` and `timeUnit`.
-fn unit(name: &str, text: &str) -> Result<Duration, ConfigError> {
-    match text {
-        "MILLISECONDS" => Ok(Duration::from_millis(1)),
-        "SECONDS" => Ok(Duration::from_secs(1)),
-        "MINUTES" => Ok(Duration::from_secs(60)),
-        "HOURS" => Ok(Duration::from_secs(3600)),
-        other => Err(ConfigError::new(
-            format!("config.{name}"),
-            format!("unknown unit '{other}'; use MILLISECONDS, SECONDS, MINUTES or HOURS"),
-        )),
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TimeUnit {
+    Milliseconds,
+    Seconds,
+    Minutes,
+    Hours,
+}
+
+impl TimeUnit {
+    fn duration(self) -> Duration {
+        match self {
+            TimeUnit::Milliseconds => Duration::from_millis(1),
+            TimeUnit::Seconds => Duration::from_secs(1),
+            TimeUnit::Minutes => Duration::from_secs(60),
+            TimeUnit::Hours => Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The fields every fault shares, as the REST API takes them.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommonConfig {
+    /// How long the rule acts in each cycle; absent or 0: always.
+    duration: Option<u64>,
+    /// Unit of `duration` (default: `timeUnit`).
+    duration_unit: Option<TimeUnit>,
+    /// How long the rule rests after each active `duration`.
+    quiet_period: Option<u64>,
+    /// Unit of `quietPeriod` (default: `timeUnit`).
+    quiet_period_unit: Option<TimeUnit>,
+    /// Unit of `duration` and `quietPeriod` where theirs is not given (default: MILLISECONDS).
+    time_unit: Option<TimeUnit>,
+    /// Share of matching requests the rule acts on, in percent.
+    #[schemars(range(max = 100))]
+    rate_in_percent: u32,
+    /// Only connections to these broker node ids; empty: every broker.
+    broker_ids: Vec<i32>,
+    /// Only requests touching these topics (exact names); empty with `topicPatterns`: every topic.
+    topics: Vec<String>,
+    /// Only requests touching a topic whose whole name matches one of these regexes.
+    topic_patterns: Vec<String>,
+}
+
+impl Configurable for CommonConfig {
+    fn defaults() -> Value {
+        json!({"rateInPercent": 100, "brokerIds": [], "topics": [], "topicPatterns": []})
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.rate_in_percent > 100 {
+            return Err(ConfigError::new(
+                "config.rateInPercent",
+                format!("must be 0-100, got {}", self.rate_in_percent),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The shared fields of a rule, ready for the data path.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub schedule: Schedule,
+    pub rate_percent: u32,
+    pub broker_ids: Vec<i32>,
+    pub topics: TopicFilter,
+}
+
+impl Common {
+    /// Takes the shared fields out of `config`, leaving the fault's own.
+    pub fn take(config: &mut Map<String, Value>) -> Result<Common, ConfigError> {
+        let shared: Map<String, Value> = field_names::<CommonConfig>()
+            .into_iter()
+            .filter_map(|name| config.remove(&name).map(|value| (name, value)))
+            .collect();
+        let parsed: CommonConfig = parse(shared)?;
+        let time_unit = parsed.time_unit.unwrap_or(TimeUnit::Milliseconds);
+        let timed = |amount: Option<u64>, unit: Option<TimeUnit>| {
+            amount.map(|n| {
+                unit.unwrap_or(time_unit).duration().saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+            })
+        };
+        Ok(Common {
+            schedule: Schedule {
+                duration: timed(parsed.duration, parsed.duration_unit),
+                quiet: timed(parsed.quiet_period, parsed.quiet_period_unit),
+            },
+            rate_percent: parsed.rate_in_percent,
+            broker_ids: parsed.broker_ids,
+            topics: TopicFilter::new(parsed.topics, &parsed.topic_patterns)?,
+        })
+    }
+
+    /// The shared fields as the REST API reports them (durations in milliseconds).
+    pub fn to_json(&self, config: &mut Map<String, Value>) {
+        self.schedule.to_json(config);
+        config.insert("rateInPercent".into(), Value::from(self.rate_percent));
+        config.insert("brokerIds".into(), Value::from(self.broker_ids.clone()));
+        self.topics.to_json(config);
     }
 }
 
@@ -142,27 +271,6 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub const FIELDS: [&'static str; 5] =
-        ["duration", "durationUnit", "quietPeriod", "quietPeriodUnit", "timeUnit"];
-
-    pub fn read(config: &mut ConfigReader) -> Result<Schedule, ConfigError> {
-        let time_unit = match config.string("timeUnit")? {
-            Some(text) => unit("timeUnit", &text)?,
-            None => Duration::from_millis(1),
-        };
-        let mut timed = |value: &str, unit_field: &str| -> Result<Option<Duration>, ConfigError> {
-            let unit = match config.string(unit_field)? {
-                Some(text) => unit(unit_field, &text)?,
-                None => time_unit,
-            };
-            let amount = config.u64(value)?;
-            Ok(amount.map(|n| unit.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))))
-        };
-        let duration = timed("duration", "durationUnit")?;
-        let quiet = timed("quietPeriod", "quietPeriodUnit")?;
-        Ok(Schedule { duration, quiet })
-    }
-
     /// Whether a rule created `age` ago is in its active phase.
     pub fn is_active(&self, age: Duration) -> bool {
         let active = match self.duration {
@@ -178,7 +286,7 @@ impl Schedule {
         age.as_nanos() % cycle < active.as_nanos()
     }
 
-    pub fn to_json(self, config: &mut Map<String, Value>) {
+    fn to_json(self, config: &mut Map<String, Value>) {
         let millis = |d: Duration| Value::from(d.as_millis() as u64);
         if let Some(duration) = self.duration {
             config.insert("duration".into(), millis(duration));
@@ -200,13 +308,9 @@ pub struct TopicFilter {
 }
 
 impl TopicFilter {
-    pub const FIELDS: [&'static str; 2] = ["topics", "topicPatterns"];
-
-    pub fn read(config: &mut ConfigReader) -> Result<TopicFilter, ConfigError> {
-        let names = config.strings("topics")?;
-        let patterns = config
-            .strings("topicPatterns")?
-            .into_iter()
+    pub fn new(names: Vec<String>, patterns: &[String]) -> Result<TopicFilter, ConfigError> {
+        let patterns = patterns
+            .iter()
             .enumerate()
             .map(|(i, pattern)| {
                 Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
@@ -227,7 +331,7 @@ impl TopicFilter {
             || self.patterns.iter().any(|p| p.is_match(topic))
     }
 
-    pub fn to_json(&self, config: &mut Map<String, Value>) {
+    fn to_json(&self, config: &mut Map<String, Value>) {
         if !self.names.is_empty() {
             config.insert("topics".into(), Value::from(self.names.clone()));
         }
@@ -243,73 +347,55 @@ impl TopicFilter {
     }
 }
 
-/// A uniform random latency, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Latency {
-    pub min_ms: u64,
-    pub max_ms: u64,
+/// Checks a latency range in milliseconds; an absent maximum is the minimum.
+pub fn settle_latency(min_ms: u64, max_ms: &mut Option<u64>) -> Result<(), ConfigError> {
+    let max = *max_ms.get_or_insert(min_ms);
+    if min_ms > max {
+        return Err(ConfigError::new(
+            "config.minLatencyToAddInMilliseconds",
+            format!("minimum {min_ms} ms is above the maximum {max} ms"),
+        ));
+    }
+    Ok(())
 }
 
-impl Latency {
-    pub const FIELDS: [&'static str; 2] = ["minLatencyToAddInMilliseconds", "maxLatencyToAddInMilliseconds"];
-
-    /// Reads the pair; absent fields default to `default_ms`.
-    pub fn read(config: &mut ConfigReader, default_ms: u64) -> Result<Latency, ConfigError> {
-        let min_ms = config.u64(Self::FIELDS[0])?;
-        let max_ms = config.u64(Self::FIELDS[1])?;
-        let (min_ms, max_ms) = match (min_ms, max_ms) {
-            (None, None) => (default_ms, default_ms),
-            (Some(min), None) => (min, min),
-            (None, Some(max)) => (max.min(default_ms), max),
-            (Some(min), Some(max)) => (min, max),
-        };
-        if min_ms > max_ms {
-            return Err(ConfigError::new(
-                format!("config.{}", Self::FIELDS[0]),
-                format!("minimum {min_ms} ms is above the maximum {max_ms} ms"),
-            ));
-        }
-        Ok(Latency { min_ms, max_ms })
-    }
-
-    pub fn pick(&self, rng: &mut fastrand::Rng) -> Duration {
-        Duration::from_millis(rng.u64(self.min_ms..=self.max_ms))
-    }
-
-    pub fn to_json(self, config: &mut Map<String, Value>) {
-        config.insert(Self::FIELDS[0].into(), Value::from(self.min_ms));
-        config.insert(Self::FIELDS[1].into(), Value::from(self.max_ms));
-    }
+/// A random latency in `[min_ms, max_ms]` (an absent maximum is the minimum).
+pub fn pick_latency(min_ms: u64, max_ms: Option<u64>, rng: &mut fastrand::Rng) -> Duration {
+    Duration::from_millis(rng.u64(min_ms..=max_ms.unwrap_or(min_ms).max(min_ms)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn reader(value: Value) -> ConfigReader {
-        ConfigReader::new(value.as_object().unwrap().clone())
+    fn common(value: Value) -> Result<Common, ConfigError> {
+        let mut config = value.as_object().unwrap().clone();
+        let common = Common::take(&mut config)?;
+        assert!(config.is_empty(), "only the fault's own fields are left");
+        Ok(common)
     }
 
     #[test]
     fn schedules_use_their_units() {
-        let mut config = reader(json!({"duration": 1, "quietPeriod": 2, "timeUnit": "MINUTES"}));
-        let schedule = Schedule::read(&mut config).unwrap();
+        let schedule =
+            common(json!({"duration": 1, "quietPeriod": 2, "timeUnit": "MINUTES"})).unwrap().schedule;
         assert_eq!(schedule.duration, Some(Duration::from_secs(60)));
         assert_eq!(schedule.quiet, Some(Duration::from_secs(120)));
-        let mut config = reader(
+        let schedule = common(
             json!({"duration": 6000, "durationUnit": "MILLISECONDS", "quietPeriod": 20, "quietPeriodUnit": "SECONDS"}),
-        );
-        let schedule = Schedule::read(&mut config).unwrap();
+        )
+        .unwrap()
+        .schedule;
         assert_eq!(schedule.quiet, Some(Duration::from_secs(20)));
         assert!(schedule.is_active(Duration::from_millis(5999)));
         assert!(!schedule.is_active(Duration::from_millis(6000)));
         assert!(!schedule.is_active(Duration::from_millis(25_999)));
         assert!(schedule.is_active(Duration::from_millis(26_000)));
-        let mut config = reader(json!({"duration": 5, "durationUnit": "WEEKS"}));
-        assert_eq!(Schedule::read(&mut config).unwrap_err().field, "config.durationUnit");
-        let mut config = reader(json!({"duration": -5}));
-        assert_eq!(Schedule::read(&mut config).unwrap_err().field, "config.duration");
+        assert_eq!(
+            common(json!({"duration": 5, "durationUnit": "WEEKS"})).unwrap_err().field,
+            "config.durationUnit"
+        );
+        assert_eq!(common(json!({"duration": -5})).unwrap_err().field, "config.duration");
     }
 
     #[test]
@@ -321,28 +407,40 @@ mod tests {
 
     #[test]
     fn topic_patterns_match_whole_names() {
-        let mut config = reader(json!({"topics": ["exact"], "topicPatterns": ["orders-.*"]}));
-        let filter = TopicFilter::read(&mut config).unwrap();
+        let filter = common(json!({"topics": ["exact"], "topicPatterns": ["orders-.*"]})).unwrap().topics;
         assert!(filter.matches("exact") && filter.matches("orders-eu"));
         assert!(!filter.matches("old-orders-eu") && !filter.matches("exactly"));
-        let mut config = reader(json!({"topicPatterns": ["ok", "(unclosed"]}));
-        assert_eq!(TopicFilter::read(&mut config).unwrap_err().field, "config.topicPatterns[1]");
+        let error = common(json!({"topicPatterns": ["ok", "(unclosed"]})).unwrap_err();
+        assert_eq!(error.field, "config.topicPatterns[1]");
+        assert_eq!(common(json!({"topics": ["a", 3]})).unwrap_err().field, "config.topics[1]");
     }
 
     #[test]
     fn latency_bounds_are_checked() {
-        let mut config =
-            reader(json!({"minLatencyToAddInMilliseconds": 10, "maxLatencyToAddInMilliseconds": 5}));
-        assert_eq!(Latency::read(&mut config, 0).unwrap_err().field, "config.minLatencyToAddInMilliseconds");
-        let mut config = reader(json!({}));
-        assert_eq!(Latency::read(&mut config, 0).unwrap(), Latency { min_ms: 0, max_ms: 0 });
+        let mut max = Some(5);
+        assert_eq!(settle_latency(10, &mut max).unwrap_err().field, "config.minLatencyToAddInMilliseconds");
+        let mut max = None;
+        settle_latency(7, &mut max).unwrap();
+        assert_eq!(max, Some(7), "an absent maximum is the minimum");
     }
 
     #[test]
-    fn leftover_fields_are_unknown() {
-        let mut config = reader(json!({"topics": ["a"], "topcis": ["b"]}));
-        TopicFilter::read(&mut config).unwrap();
-        let error = config.finish(&["topics"]).unwrap_err();
-        assert_eq!(error.field, "config.topcis");
+    fn rates_above_100_are_refused() {
+        assert_eq!(common(json!({"rateInPercent": 101})).unwrap_err().field, "config.rateInPercent");
+        assert_eq!(common(json!({})).unwrap().rate_percent, 100);
+    }
+
+    #[test]
+    fn field_docs_carry_types_defaults_and_descriptions() {
+        let docs = field_docs(&schema_of::<CommonConfig>(), &CommonConfig::defaults());
+        let rate = docs.iter().find(|d| d["name"] == "rateInPercent").unwrap();
+        assert_eq!(rate["type"], "integer");
+        assert_eq!(rate["default"], 100);
+        assert_eq!(rate["maximum"], 100);
+        assert!(rate["description"].as_str().unwrap().contains("percent"));
+        let unit = docs.iter().find(|d| d["name"] == "timeUnit").unwrap();
+        assert_eq!(unit["type"], "string");
+        assert_eq!(unit["required"], false);
+        assert!(unit["enum"].as_array().unwrap().contains(&json!("MINUTES")));
     }
 }

@@ -3,26 +3,33 @@
 //! client sees one response. A non-idempotent producer writes every record twice; an idempotent
 //! one is protected by the broker's sequence check.
 
-use serde_json::{Map, Value};
+use kafka_protocol::messages::ApiKey;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-use super::config::{ConfigError, ConfigReader};
-use super::{Effect, Fault, FaultContext};
+use super::config::Configurable;
+use super::{Effect, Fault, FaultConfig, FaultContext};
 
-pub const FIELDS: &[&str] = &[];
+/// No fields of its own: the shared ones (topics, rate, schedule) say which requests.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateResource {}
 
-#[derive(Debug)]
-pub struct DuplicateResource;
-
-impl DuplicateResource {
-    pub fn read(_config: &mut ConfigReader) -> Result<DuplicateResource, ConfigError> {
-        Ok(DuplicateResource)
+impl Configurable for DuplicateResource {
+    fn defaults() -> Value {
+        json!({})
     }
+}
+
+impl FaultConfig for DuplicateResource {
+    const NAME: &'static str = "duplicate-resource";
+    const SUMMARY: &'static str = "Delivers Produce requests to the broker twice, as a network retry would.";
+    const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce];
 }
 
 impl Fault for DuplicateResource {
     fn apply(&self, _context: &mut FaultContext<'_>) -> Option<Effect> {
         Some(Effect::Duplicate)
     }
-
-    fn config_json(&self, _config: &mut Map<String, Value>) {}
 }

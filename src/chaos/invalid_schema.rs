@@ -4,27 +4,35 @@
 //! consumer fails to find the schema while everything else still reads.
 
 use bytes::BytesMut;
-use serde_json::{Map, Value};
+use kafka_protocol::messages::ApiKey;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-use super::config::{ConfigError, ConfigReader};
-use super::{Effect, Fault, FaultContext, records};
+use super::config::Configurable;
+use super::{Effect, Fault, FaultConfig, FaultContext, records};
 
-pub const FIELDS: &[&str] = &["fakeSchemaId"];
 const MAGIC_BYTE: u8 = 0;
 const WIRE_HEADER: usize = 5;
 
-#[derive(Debug)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InvalidSchema {
+    /// The schema id written into every Confluent-framed record value.
     fake_schema_id: i32,
 }
 
-impl InvalidSchema {
-    pub fn read(config: &mut ConfigReader) -> Result<InvalidSchema, ConfigError> {
-        let fake_schema_id = config
-            .i32("fakeSchemaId")?
-            .ok_or_else(|| ConfigError::new("config.fakeSchemaId", "is required: the schema id to write"))?;
-        Ok(InvalidSchema { fake_schema_id })
+impl Configurable for InvalidSchema {
+    fn defaults() -> Value {
+        json!({})
     }
+}
+
+impl FaultConfig for InvalidSchema {
+    const NAME: &'static str = "invalid-schema";
+    const SUMMARY: &'static str =
+        "Points Confluent-framed record values in Produce requests at a schema id that does not exist.";
+    const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce];
 }
 
 impl Fault for InvalidSchema {
@@ -34,7 +42,7 @@ impl Fault for InvalidSchema {
 
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
         let id = self.fake_schema_id.to_be_bytes();
-        records::rewrite_effect("invalid-schema", context, &mut |batch, _rng| {
+        records::rewrite_effect(Self::NAME, context, &mut |batch, _rng| {
             let mut changed = 0;
             for record in batch.iter_mut() {
                 let Some(value) =
@@ -53,8 +61,21 @@ impl Fault for InvalidSchema {
             changed
         })
     }
+}
 
-    fn config_json(&self, config: &mut Map<String, Value>) {
-        config.insert("fakeSchemaId".into(), Value::from(self.fake_schema_id));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::config::parse;
+
+    #[test]
+    fn the_schema_id_is_required() {
+        let error = parse::<InvalidSchema>(Default::default()).unwrap_err();
+        assert_eq!((error.field.as_str(), error.reason.as_str()), ("config.fakeSchemaId", "is required"));
+        let text = json!({"fakeSchemaId": "999"});
+        assert_eq!(
+            parse::<InvalidSchema>(text.as_object().unwrap().clone()).unwrap_err().field,
+            "config.fakeSchemaId"
+        );
     }
 }

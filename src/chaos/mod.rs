@@ -1,10 +1,14 @@
-//! Chaos: the seven faults of the Conduktor chaos demo, the rules that switch them on, and the
-//! snapshot the control thread publishes for the shards to read without locks.
+//! Chaos: the faults of the Conduktor chaos demo, the rules that switch them on, and the snapshot
+//! the control thread publishes for the shards to read without locks.
 //!
-//! Each fault lives in its own file behind the [`Fault`] trait: it sees one request (decoded only
-//! when it must change records) and answers with an [`Effect`]: delay it, fail it, duplicate it,
-//! or report the records it rewrote. The data path turns effects into frames in
-//! `proxy::connection`, keeping responses in request order.
+//! A fault is one file, as Toxiproxy's toxics are: a config struct (serde + JSON Schema) that says
+//! what the fault is ([`FaultConfig`]: name, APIs, directions, defaults) and what it does to one
+//! request ([`Fault`]: delay it, fail it, duplicate it, or rewrite its records). [`FAULTS`] lists
+//! them; the REST API, `GET /features`, the web console and the OpenAPI document all read that
+//! list, so adding a fault is one new file and one line there.
+//!
+//! The data path turns effects into frames in `proxy::connection`, keeping responses in request
+//! order.
 
 pub mod config;
 pub mod errors;
@@ -24,12 +28,24 @@ mod slow_topic;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::messages::produce_request::TopicProduceData;
-use serde_json::{Map, Value};
+use kafka_protocol::messages::{ApiKey, ProduceRequest};
+use serde_json::{Map, Value, json};
 
-pub use config::{ConfigError, TopicFilter};
-pub use rule::{Direction, Feature, Rule, RuleSet};
+pub use config::{ConfigError, Configurable, TopicFilter};
+pub use rule::{Direction, Rule, RuleSet};
+
+use crate::wire::TopicNames;
+
+/// Every fault kaos offers, in the order the API lists them.
+pub const FAULTS: &[FaultSpec] = &[
+    FaultSpec::of::<broken_broker::BrokenBroker>(),
+    FaultSpec::of::<duplicate_resource::DuplicateResource>(),
+    FaultSpec::of::<leader_election::LeaderElection>(),
+    FaultSpec::of::<random_bytes::RandomBytes>(),
+    FaultSpec::of::<slow_broker::SlowBroker>(),
+    FaultSpec::of::<slow_topic::SlowTopic>(),
+    FaultSpec::of::<invalid_schema::InvalidSchema>(),
+];
 
 /// What a fault does to one request it fires on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,11 +67,11 @@ pub struct FaultContext<'a> {
     pub topics: &'a TopicFilter,
     /// The decoded Produce request, for faults that rewrite records.
     pub produce: Option<&'a mut ProduceRequest>,
-    /// A Produce topic's name (Produce v13 names topics by id).
-    pub topic_name: &'a dyn Fn(&TopicProduceData) -> Option<String>,
+    /// Topic names, for request versions that name topics by id.
+    pub topic_names: &'a dyn TopicNames,
 }
 
-/// One kind of fault, configured.
+/// A configured fault acting on requests. Defaults: it needs no decoded request.
 pub trait Fault: Send + Sync + Debug {
     /// Whether it changes records, so the request must be decoded and re-encoded.
     fn rewrites_records(&self) -> bool {
@@ -69,7 +85,163 @@ pub trait Fault: Send + Sync + Debug {
 
     /// Applies the fault to one request; `None` when it had nothing to act on.
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect>;
+}
 
-    /// The fault's own config fields, as the REST API reports them.
-    fn config_json(&self, config: &mut Map<String, Value>);
+/// A fault's declaration: its config type says what the fault is called, where it acts, and what
+/// its fields default to.
+pub trait FaultConfig: Configurable + Fault + 'static {
+    /// The name in REST paths and rules files, as the Conduktor demo spells it.
+    const NAME: &'static str;
+    /// One line for `GET /features` and the console.
+    const SUMMARY: &'static str;
+    /// The APIs it acts on; empty: any API.
+    const API_KEYS: &'static [ApiKey];
+    /// The directions it acts in.
+    const DIRECTIONS: &'static [Direction] = &[Direction::Request];
+    /// Whether a rule must name topics (`topics` or `topicPatterns`).
+    const REQUIRES_TOPICS: bool = false;
+}
+
+/// A fault read from a rule's config: the fault, and its config as the API reports it (with
+/// defaults filled in).
+#[derive(Debug)]
+pub struct Built {
+    pub fault: Box<dyn Fault>,
+    pub config: Map<String, Value>,
+}
+
+/// One entry of the registry: a fault's declaration, with its config type erased.
+#[derive(Debug)]
+pub struct FaultSpec {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub api_keys: &'static [ApiKey],
+    pub directions: &'static [Direction],
+    pub requires_topics: bool,
+    /// Reads the fault's own config fields.
+    build: fn(Map<String, Value>) -> Result<Built, ConfigError>,
+    /// The schema of the fault's own fields.
+    schema: fn() -> Value,
+    /// The defaults of the fault's own fields.
+    defaults: fn() -> Value,
+}
+
+impl FaultSpec {
+    pub const fn of<T: FaultConfig>() -> FaultSpec {
+        FaultSpec {
+            name: T::NAME,
+            summary: T::SUMMARY,
+            api_keys: T::API_KEYS,
+            directions: T::DIRECTIONS,
+            requires_topics: T::REQUIRES_TOPICS,
+            build: build::<T>,
+            schema: config::schema_of::<T>,
+            defaults: T::defaults,
+        }
+    }
+
+    /// The fault called `name`.
+    pub fn named(name: &str) -> Option<&'static FaultSpec> {
+        FAULTS.iter().find(|spec| spec.name == name)
+    }
+
+    /// Its place in [`FAULTS`], for per-fault counters.
+    pub fn index(&'static self) -> usize {
+        FAULTS.iter().position(|spec| std::ptr::eq(spec, self)).expect("specs come from FAULTS")
+    }
+
+    pub fn acts_on(&self, api: ApiKey) -> bool {
+        self.api_keys.is_empty() || self.api_keys.contains(&api)
+    }
+
+    pub fn build(&self, config: Map<String, Value>) -> Result<Built, ConfigError> {
+        (self.build)(config)
+    }
+
+    /// The whole `config` object a rule of this fault takes: the shared fields and its own.
+    pub fn config_schema(&self) -> Value {
+        config::merged_schema(&[common_parts(), ((self.schema)(), (self.defaults)())])
+    }
+
+    /// The fault as `GET /features` describes it.
+    pub fn describe(&self) -> Value {
+        let common = common_parts();
+        let api_keys: Vec<_> = self.api_keys.iter().map(|&api| rule::api_key_name(api)).collect();
+        let directions: Vec<_> = self.directions.iter().map(|d| d.name()).collect();
+        json!({
+            "name": self.name,
+            "summary": self.summary,
+            "apiKeys": api_keys,
+            "anyApiKey": self.api_keys.is_empty(),
+            "directions": directions,
+            "requiresTopics": self.requires_topics,
+            "fields": config::field_docs(&(self.schema)(), &(self.defaults)()),
+            "commonFields": config::field_docs(&common.0, &common.1),
+        })
+    }
+}
+
+/// The shared fields' schema and defaults.
+fn common_parts() -> (Value, Value) {
+    (config::schema_of::<config::CommonConfig>(), config::CommonConfig::defaults())
+}
+
+fn build<T: FaultConfig>(given: Map<String, Value>) -> Result<Built, ConfigError> {
+    let fault: T = config::parse(given)?;
+    let reported = match serde_json::to_value(&fault) {
+        Ok(Value::Object(fields)) => fields,
+        _ => Map::new(),
+    };
+    Ok(Built { fault: Box::new(fault), config: reported })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_declares_itself_consistently() {
+        for spec in FAULTS {
+            assert!(
+                FaultSpec::named(spec.name).is_some_and(|found| std::ptr::eq(found, spec)),
+                "{}",
+                spec.name
+            );
+            assert!(!spec.summary.is_empty() && !spec.directions.is_empty(), "{}", spec.name);
+            let described = spec.describe();
+            for field in described["fields"].as_array().unwrap() {
+                assert!(
+                    field["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{}: {field}",
+                    spec.name
+                );
+                assert!(field["type"].is_string(), "{}: {field}", spec.name);
+            }
+            let schema = spec.config_schema();
+            assert_eq!(schema["additionalProperties"], false, "{}", spec.name);
+            assert!(schema["properties"]["rateInPercent"].is_object(), "{}: shared fields", spec.name);
+        }
+        let names: std::collections::BTreeSet<_> = FAULTS.iter().map(|spec| spec.name).collect();
+        assert_eq!(names.len(), FAULTS.len(), "names are unique");
+    }
+
+    #[test]
+    fn every_fault_builds_from_its_defaults_and_reports_them() {
+        for spec in FAULTS {
+            let fields = spec.describe()["fields"].as_array().unwrap().clone();
+            let mut given = Map::new();
+            for field in fields.iter().filter(|f| f["required"] == true) {
+                let sample = match field["type"].as_str() {
+                    Some("integer") => json!(1),
+                    _ => json!("x"),
+                };
+                given.insert(field["name"].as_str().unwrap().to_owned(), sample);
+            }
+            let reported = spec.build(given).unwrap_or_else(|e| panic!("{}: {e}", spec.name)).config;
+            for field in fields.iter().filter(|f| f.get("default").is_some()) {
+                let name = field["name"].as_str().unwrap();
+                assert_eq!(reported.get(name), Some(&field["default"]), "{}.{name}", spec.name);
+            }
+        }
+    }
 }

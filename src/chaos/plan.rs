@@ -6,14 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::TopicProduceData;
+use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader};
-use kafka_protocol::protocol::Decodable;
 
-use super::{Direction, Effect, FaultContext, Feature, Rule, respond};
-use crate::proxy::frame::RequestPrefix;
-use crate::proxy::rewrite::encode_frame;
+use super::{Direction, Effect, FaultContext, FaultSpec, Rule, respond};
+use crate::wire::codec::decode_request;
+use crate::wire::{CodecError, RequestPrefix, TopicNames, encode_frame};
 
 /// Who a connection is and where it goes, as far as kaos knows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,12 +43,8 @@ pub struct Outcome {
     /// The re-encoded request (length prefix included) when records changed.
     pub rewritten: Option<BytesMut>,
     /// Each fault that acted, for the metrics.
-    pub applied: Vec<(Feature, Effect)>,
+    pub applied: Vec<(&'static FaultSpec, Effect)>,
 }
-
-/// A request version kaos cannot decode: it passes through untouched.
-#[derive(Debug)]
-pub struct Undecodable(pub String);
 
 enum Decoded {
     Produce(RequestHeader, ProduceRequest),
@@ -69,7 +63,9 @@ impl Plan {
     ) -> Option<Plan> {
         let now = Instant::now();
         let topic_matches = |rule: &Rule| match topics {
-            Some(topics) if !rule.topics.is_empty() => topics.iter().any(|t| rule.topics.matches(t)),
+            Some(topics) if !rule.common.topics.is_empty() => {
+                topics.iter().any(|t| rule.common.topics.matches(t))
+            }
             _ => true,
         };
         let fired: Vec<_> = candidates
@@ -90,35 +86,29 @@ impl Plan {
     }
 
     /// Lets the fired faults act on one request. `body` is the frame after its length prefix;
-    /// `topic_by_id` names the topics of request versions that use topic ids.
+    /// `topic_names` names the topics of request versions that use topic ids. A request kaos
+    /// cannot decode is an error: it passes through untouched.
     pub fn carry_out(
         &self,
         request: RequestPrefix,
         body: &[u8],
-        topic_by_id: &dyn Fn(&[u8; 16]) -> Option<String>,
+        topic_names: &dyn TopicNames,
         rng: &mut fastrand::Rng,
-    ) -> Result<Outcome, Undecodable> {
+    ) -> Result<Outcome, CodecError> {
         let mut decoded = if self.needs_body { Some(decode(request, body)?) } else { None };
-        let topics = decoded.as_ref().map(|d| topic_names(d, topic_by_id)).unwrap_or_default();
-        let produce_topic_name = |topic: &TopicProduceData| -> Option<String> {
-            if topic.name.0.is_empty() {
-                topic_by_id(topic.topic_id.as_bytes())
-            } else {
-                Some(topic.name.0.to_string())
-            }
-        };
+        let topics = decoded.as_ref().map(|d| touched_topics(d, topic_names)).unwrap_or_default();
         let mut outcome = Outcome::default();
         let mut rewrote = false;
         for rule in &self.rules {
-            if !rule.topics.is_empty() && !topics.iter().any(|topic| rule.topics.matches(topic)) {
+            if !rule.common.topics.is_empty() && !topics.iter().any(|topic| rule.common.topics.matches(topic))
+            {
                 continue;
             }
             let produce = match &mut decoded {
                 Some(Decoded::Produce(_, produce)) => Some(produce),
                 _ => None,
             };
-            let mut context =
-                FaultContext { rng, topics: &rule.topics, produce, topic_name: &produce_topic_name };
+            let mut context = FaultContext { rng, topics: &rule.common.topics, produce, topic_names };
             let Some(effect) = rule.fault.apply(&mut context) else { continue };
             match &effect {
                 Effect::Delay(delay) => match rule.key.direction {
@@ -136,69 +126,53 @@ impl Plan {
                         Some(Decoded::Fetch(fetch)) => {
                             respond::failed_fetch(fetch, request.api_version, request.correlation_id, *error)
                         }
-                        None => Err("a failure needs the decoded request".into()),
-                    }
-                    .map_err(Undecodable)?;
+                        // Faults that fail requests ask for the body, so this is not reached.
+                        None => continue,
+                    }?;
                     outcome.answer = Some((frame, *after));
                 }
                 Effect::Fail { .. } => {}
                 Effect::Duplicate => outcome.duplicate = true,
                 Effect::Rewrote(_) => rewrote = true,
             }
-            outcome.applied.push((rule.feature(), effect));
+            outcome.applied.push((rule.spec, effect));
         }
         if let Some(Decoded::Produce(header, produce)) =
             decoded.as_ref().filter(|_| rewrote && outcome.answer.is_none())
         {
             let header_version = ApiKey::Produce.request_header_version(request.api_version);
-            let frame =
-                encode_frame(header, header_version, produce, request.api_version).map_err(Undecodable)?;
+            let frame = encode_frame(ApiKey::Produce, header, header_version, produce, request.api_version)?;
             outcome.rewritten = Some(frame);
         }
         Ok(outcome)
     }
 }
 
-fn decode(request: RequestPrefix, body: &[u8]) -> Result<Decoded, Undecodable> {
-    let api =
-        ApiKey::try_from(request.api_key).map_err(|_| Undecodable(format!("API key {}", request.api_key)))?;
-    let range = api.valid_versions();
-    if !(range.min..=range.max).contains(&request.api_version)
-        || !matches!(api, ApiKey::Produce | ApiKey::Fetch)
-    {
-        return Err(Undecodable(format!("{api:?} v{}", request.api_version)));
-    }
+fn decode(request: RequestPrefix, body: &[u8]) -> Result<Decoded, CodecError> {
     let version = request.api_version;
-    let mut bytes = Bytes::copy_from_slice(body);
-    let undecodable = undecodable(api, version);
-    let header =
-        RequestHeader::decode(&mut bytes, api.request_header_version(version)).map_err(undecodable)?;
-    Ok(match api {
-        ApiKey::Produce => {
-            Decoded::Produce(header, ProduceRequest::decode(&mut bytes, version).map_err(undecodable)?)
+    match ApiKey::try_from(request.api_key) {
+        Ok(ApiKey::Produce) => {
+            let (header, produce) = decode_request(ApiKey::Produce, version, body)?;
+            Ok(Decoded::Produce(header, produce))
         }
-        _ => Decoded::Fetch(FetchRequest::decode(&mut bytes, version).map_err(undecodable)?),
-    })
-}
-
-fn undecodable<E: std::fmt::Display>(api: ApiKey, version: i16) -> impl Fn(E) -> Undecodable + Copy {
-    move |e| Undecodable(format!("{api:?} v{version}: {e}"))
+        Ok(ApiKey::Fetch) => Ok(Decoded::Fetch(decode_request(ApiKey::Fetch, version, body)?.1)),
+        Ok(api) => Err(CodecError::UnsupportedVersion { api, version }),
+        Err(_) => Err(CodecError::UnknownApi(request.api_key)),
+    }
 }
 
 /// The topic names a request touches; topics known only by an unknown id are left out.
-fn topic_names(decoded: &Decoded, topic_by_id: &dyn Fn(&[u8; 16]) -> Option<String>) -> Vec<String> {
-    let name_or_id =
-        |name: &str, id: &[u8; 16]| if name.is_empty() { topic_by_id(id) } else { Some(name.to_owned()) };
+fn touched_topics(decoded: &Decoded, names: &dyn TopicNames) -> Vec<String> {
     match decoded {
         Decoded::Produce(_, produce) => produce
             .topic_data
             .iter()
-            .filter_map(|t| name_or_id(t.name.0.as_str(), t.topic_id.as_bytes()))
+            .filter_map(|t| names.name_of(t.name.0.as_str(), t.topic_id.as_bytes()))
             .collect(),
         Decoded::Fetch(fetch) => fetch
             .topics
             .iter()
-            .filter_map(|t| name_or_id(t.topic.0.as_str(), t.topic_id.as_bytes()))
+            .filter_map(|t| names.name_of(t.topic.0.as_str(), t.topic_id.as_bytes()))
             .collect(),
     }
 }
@@ -208,9 +182,10 @@ mod tests {
     use super::*;
     use crate::chaos::RuleSet;
     use crate::chaos::records::tests::batch;
+    use bytes::Bytes;
     use kafka_protocol::messages::produce_request::PartitionProduceData;
     use kafka_protocol::messages::{ProduceResponse, ResponseHeader, TopicName};
-    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
     use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
     const TOPIC_ID: [u8; 16] = [9; 16];
@@ -281,7 +256,9 @@ mod tests {
             let outcome = carry(&random, version, &[b"aa", b"bb", b"cc"]);
             let values = values_of(outcome.rewritten.as_ref().expect("rewritten"), version);
             assert_eq!(values.iter().filter(|v| v.len() == 6).count(), 2, "v{version}: {values:?}");
-            assert_eq!(outcome.applied, vec![(Feature::RandomBytes, Effect::Rewrote(2))]);
+            let applied: Vec<_> =
+                outcome.applied.iter().map(|(spec, effect)| (spec.name, effect.clone())).collect();
+            assert_eq!(applied, vec![("random-bytes", Effect::Rewrote(2))]);
 
             let outcome = carry(&schema, version, &[&[0, 0, 0, 0, 1, b'x'], b"plain"]);
             let values = values_of(outcome.rewritten.as_ref().expect("rewritten"), version);
@@ -317,7 +294,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(1);
         let any = rules("random-bytes", r#"{"topics":["orders"]}"#);
         let plan = Plan::decide(any.for_api(0), Scope::default(), None, &mut rng).unwrap();
-        let outcome = plan.carry_out(prefix, &body, &|_| None, &mut rng).unwrap();
+        let outcome = plan.carry_out(prefix, &body, &|_: &[u8; 16]| None, &mut rng).unwrap();
         assert!(outcome.applied.is_empty(), "an unknown topic id matches no topic rule");
     }
 

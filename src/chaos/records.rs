@@ -8,6 +8,7 @@ use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, Re
 
 use super::{Effect, FaultContext, TopicFilter};
 use crate::warn;
+use crate::wire::TopicNames;
 
 /// baseOffset (i64) + batchLength (i32): the bytes before `batchLength` counts.
 const BATCH_LENGTH_END: usize = 12;
@@ -45,16 +46,19 @@ pub fn rewrite_batches(
 }
 
 /// Applies `edit` to the batches of every partition of every topic that `topics` matches.
-/// Topics are matched by name; a Produce v13 request names topics by id, resolved by `name_of`.
+/// Topics are matched by name; a Produce v13 request names topics by id, resolved by `names`.
 pub fn rewrite_request(
     request: &mut ProduceRequest,
     topics: &TopicFilter,
-    name_of: &dyn Fn(&kafka_protocol::messages::produce_request::TopicProduceData) -> Option<String>,
+    names: &dyn TopicNames,
     edit: &mut dyn FnMut(&mut Vec<Record>) -> u64,
 ) -> Result<u64, String> {
     let mut changed = 0;
     for topic in &mut request.topic_data {
-        if !name_of(topic).is_some_and(|name| topics.matches(&name)) {
+        if !names
+            .name_of(topic.name.0.as_str(), topic.topic_id.as_bytes())
+            .is_some_and(|n| topics.matches(&n))
+        {
             continue;
         }
         for partition in &mut topic.partition_data {
@@ -80,7 +84,7 @@ pub fn rewrite_effect(
 ) -> Option<Effect> {
     let produce = context.produce.as_deref_mut()?;
     let rng = &mut *context.rng;
-    match rewrite_request(produce, context.topics, context.topic_name, &mut |batch| edit(batch, rng)) {
+    match rewrite_request(produce, context.topics, context.topic_names, &mut |batch| edit(batch, rng)) {
         Ok(0) => None,
         Ok(changed) => Some(Effect::Rewrote(changed)),
         Err(why) => {

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, ResponseHeader,
 };
 
-use crate::proxy::rewrite::encode_frame;
+use crate::wire::{CodecError, encode_frame};
 
 /// A Produce response failing every partition of `request` with `error`.
 pub fn failed_produce(
@@ -16,7 +16,7 @@ pub fn failed_produce(
     version: i16,
     correlation_id: i32,
     error: i16,
-) -> Result<BytesMut, String> {
+) -> Result<BytesMut, CodecError> {
     let responses = request
         .topic_data
         .iter()
@@ -42,7 +42,8 @@ pub fn failed_produce(
         .collect();
     let response = ProduceResponse::default().with_responses(responses);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    encode_frame(&header, ApiKey::Produce.response_header_version(version), &response, version)
+    let header_version = ApiKey::Produce.response_header_version(version);
+    encode_frame(ApiKey::Produce, &header, header_version, &response, version)
 }
 
 /// A Fetch response failing every partition of `request` with `error`. A request that names no
@@ -52,7 +53,7 @@ pub fn failed_fetch(
     version: i16,
     correlation_id: i32,
     error: i16,
-) -> Result<BytesMut, String> {
+) -> Result<BytesMut, CodecError> {
     let responses: Vec<_> = request
         .topics
         .iter()
@@ -83,7 +84,8 @@ pub fn failed_fetch(
         response.error_code = error;
     }
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    encode_frame(&header, ApiKey::Fetch.response_header_version(version), &response, version)
+    let header_version = ApiKey::Fetch.response_header_version(version);
+    encode_frame(ApiKey::Fetch, &header, header_version, &response, version)
 }
 
 #[cfg(test)]

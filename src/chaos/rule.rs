@@ -5,104 +5,16 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::messages::ApiKey;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::config::{ConfigError, ConfigReader, Schedule, TopicFilter};
+use super::config::{Common, ConfigError};
 use super::errors::screaming_snake;
-use super::{Fault, broken_broker, duplicate_resource, invalid_schema, leader_election, random_bytes};
-use super::{slow_broker, slow_topic};
+use super::{Fault, FaultSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Feature {
-    BrokenBroker,
-    DuplicateResource,
-    LeaderElection,
-    RandomBytes,
-    SlowBroker,
-    SlowTopic,
-    InvalidSchema,
-}
-
-impl Feature {
-    pub const ALL: [Feature; 7] = [
-        Feature::BrokenBroker,
-        Feature::DuplicateResource,
-        Feature::LeaderElection,
-        Feature::RandomBytes,
-        Feature::SlowBroker,
-        Feature::SlowTopic,
-        Feature::InvalidSchema,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Feature::BrokenBroker => "broken-broker",
-            Feature::DuplicateResource => "duplicate-resource",
-            Feature::LeaderElection => "leader-election",
-            Feature::RandomBytes => "random-bytes",
-            Feature::SlowBroker => "slow-broker",
-            Feature::SlowTopic => "slow-topic",
-            Feature::InvalidSchema => "invalid-schema",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Feature> {
-        Feature::ALL.into_iter().find(|f| f.name() == name)
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The APIs the feature acts on; `None`: any API.
-    fn api_keys(self) -> Option<&'static [ApiKey]> {
-        match self {
-            Feature::BrokenBroker | Feature::LeaderElection | Feature::SlowTopic => {
-                Some(&[ApiKey::Produce, ApiKey::Fetch])
-            }
-            Feature::DuplicateResource | Feature::RandomBytes | Feature::InvalidSchema => {
-                Some(&[ApiKey::Produce])
-            }
-            Feature::SlowBroker => None,
-        }
-    }
-
-    fn directions(self) -> &'static [Direction] {
-        match self {
-            Feature::SlowBroker | Feature::SlowTopic => &[Direction::Request, Direction::Response],
-            _ => &[Direction::Request],
-        }
-    }
-
-    /// Reads the feature's own fields; returns the fault and the names of those fields.
-    fn build(
-        self,
-        config: &mut ConfigReader,
-    ) -> Result<(Box<dyn Fault>, &'static [&'static str]), ConfigError> {
-        Ok(match self {
-            Feature::BrokenBroker => (Box::new(broken_broker::read(config)?), broken_broker::FIELDS),
-            Feature::DuplicateResource => {
-                (Box::new(duplicate_resource::DuplicateResource::read(config)?), duplicate_resource::FIELDS)
-            }
-            Feature::LeaderElection => (Box::new(leader_election::read(config)?), leader_election::FIELDS),
-            Feature::RandomBytes => {
-                (Box::new(random_bytes::RandomBytes::read(config)?), random_bytes::FIELDS)
-            }
-            Feature::SlowBroker => (Box::new(slow_broker::SlowBroker::read(config)?), slow_broker::FIELDS),
-            Feature::SlowTopic => (Box::new(slow_topic::read(config)?), slow_topic::FIELDS),
-            Feature::InvalidSchema => {
-                (Box::new(invalid_schema::InvalidSchema::read(config)?), invalid_schema::FIELDS)
-            }
-        })
-    }
-
-    /// Whether the fault only makes sense with a topic filter.
-    fn requires_topics(self) -> bool {
-        self == Feature::SlowTopic
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Direction {
     Request,
     Response,
@@ -130,12 +42,34 @@ pub fn parse_api_key(name: &str) -> Option<ApiKey> {
     (0..200).find_map(|key| ApiKey::try_from(key).ok().filter(|&api| api_key_name(api) == name))
 }
 
+/// An API key as a rule body names it.
+struct ApiKeyName(ApiKey);
+
+impl<'de> Deserialize<'de> for ApiKeyName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        parse_api_key(&name).map(ApiKeyName).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown Kafka API '{name}' (for example PRODUCE or FETCH)"))
+        })
+    }
+}
+
+/// The body of `POST /tenant/{tenant}/user/{user}/feature/{feature}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RuleBody {
+    config: Option<Map<String, Value>>,
+    direction: Option<Direction>,
+    api_keys: ApiKeyName,
+}
+
 /// What identifies a rule: creating one with the same key replaces it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleKey {
     pub tenant: String,
     pub user: String,
-    pub feature: Feature,
+    /// The fault's name, as [`FaultSpec::name`].
+    pub feature: &'static str,
     pub api_key: i16,
     pub direction: Direction,
 }
@@ -143,22 +77,20 @@ pub struct RuleKey {
 #[derive(Debug)]
 pub struct Rule {
     pub key: RuleKey,
-    pub schedule: Schedule,
-    pub rate_percent: u32,
-    pub broker_ids: Vec<i32>,
-    pub topics: TopicFilter,
+    pub spec: &'static FaultSpec,
+    pub common: Common,
     pub fault: Box<dyn Fault>,
+    /// The fault's own config, as the API reports it (defaults filled in).
+    fault_config: Map<String, Value>,
     pub created: Instant,
     created_unix_ms: u64,
 }
 
-const COMMON_FIELDS: [&str; 2] = ["rateInPercent", "brokerIds"];
-
 impl Rule {
     /// Parses the body of `POST /tenant/{tenant}/user/{user}/feature/{feature}`.
     pub fn from_request(tenant: &str, user: &str, feature: &str, body: &[u8]) -> Result<Rule, ConfigError> {
-        let feature = Feature::parse(feature).ok_or_else(|| {
-            let known: Vec<_> = Feature::ALL.iter().map(|f| f.name()).collect();
+        let spec = FaultSpec::named(feature).ok_or_else(|| {
+            let known: Vec<_> = super::FAULTS.iter().map(|spec| spec.name).collect();
             ConfigError::new(
                 "feature",
                 format!("unknown feature '{feature}'; known features: {}", known.join(", ")),
@@ -166,106 +98,59 @@ impl Rule {
         })?;
         let body: Value = serde_json::from_slice(body)
             .map_err(|e| ConfigError::new("body", format!("malformed JSON: {e}")))?;
-        let Value::Object(mut body) = body else {
+        if !body.is_object() {
             return Err(ConfigError::new("body", "must be a JSON object"));
-        };
-        let direction = match body.remove("direction") {
-            None => Direction::Request,
-            Some(Value::String(name)) => Direction::parse(&name).ok_or_else(|| {
-                ConfigError::new("direction", format!("unknown direction '{name}'; use REQUEST or RESPONSE"))
-            })?,
-            Some(other) => {
-                return Err(ConfigError::new("direction", format!("must be a string, got {other}")));
-            }
-        };
-        let api_key = match body.remove("apiKeys") {
-            Some(Value::String(name)) => parse_api_key(&name).ok_or_else(|| {
-                ConfigError::new(
-                    "apiKeys",
-                    format!("unknown Kafka API '{name}' (for example PRODUCE or FETCH)"),
-                )
-            })?,
-            Some(other) => return Err(ConfigError::new("apiKeys", format!("must be a string, got {other}"))),
-            None => return Err(ConfigError::new("apiKeys", "is required (for example \"PRODUCE\")")),
-        };
-        let config = match body.remove("config") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(config)) => config,
-            Some(other) => return Err(ConfigError::new("config", format!("must be an object, got {other}"))),
-        };
-        if let Some(unknown) = body.keys().next() {
-            return Err(ConfigError::new(
-                unknown.clone(),
-                "unknown field; expected config, direction and apiKeys",
-            ));
         }
-        if let Some(allowed) = feature.api_keys().filter(|allowed| !allowed.contains(&api_key)) {
-            let names: Vec<_> = allowed.iter().map(|&a| api_key_name(a)).collect();
+        let body: RuleBody =
+            serde_path_to_error::deserialize(body).map_err(|error| ConfigError::from_serde("", error))?;
+        let api_key = body.api_keys.0;
+        let direction = body.direction.unwrap_or(Direction::Request);
+        if !spec.acts_on(api_key) {
+            let names: Vec<_> = spec.api_keys.iter().map(|&a| api_key_name(a)).collect();
             return Err(ConfigError::new(
                 "apiKeys",
-                format!(
-                    "{} applies to {}, not {}",
-                    feature.name(),
-                    names.join(" or "),
-                    api_key_name(api_key)
-                ),
+                format!("{} applies to {}, not {}", spec.name, names.join(" or "), api_key_name(api_key)),
             ));
         }
-        if !feature.directions().contains(&direction) {
+        if !spec.directions.contains(&direction) {
+            let names: Vec<_> = spec.directions.iter().map(|d| d.name()).collect();
             return Err(ConfigError::new(
                 "direction",
-                format!("{} applies in direction REQUEST only", feature.name()),
+                format!("{} applies in direction {} only", spec.name, names.join(" or ")),
             ));
         }
 
-        let mut reader = ConfigReader::new(config);
-        let schedule = Schedule::read(&mut reader)?;
-        let rate_percent = reader.u64("rateInPercent")?.unwrap_or(100);
-        if rate_percent > 100 {
-            return Err(ConfigError::new(
-                "config.rateInPercent",
-                format!("must be 0-100, got {rate_percent}"),
-            ));
-        }
-        let broker_ids = reader.i32s("brokerIds")?;
-        let topics = TopicFilter::read(&mut reader)?;
-        if feature.requires_topics() && topics.is_empty() {
+        let mut config = body.config.unwrap_or_default();
+        let common = Common::take(&mut config)?;
+        if spec.requires_topics && common.topics.is_empty() {
             return Err(ConfigError::new(
                 "config.topicPatterns",
-                format!("{} needs topics or topicPatterns", feature.name()),
+                format!("{} needs topics or topicPatterns", spec.name),
             ));
         }
-        let (fault, own_fields) = feature.build(&mut reader)?;
-        let known: Vec<&str> = Schedule::FIELDS
-            .iter()
-            .chain(&COMMON_FIELDS)
-            .chain(&TopicFilter::FIELDS)
-            .chain(own_fields)
-            .copied()
-            .collect();
-        reader.finish(&known)?;
+        let built = spec.build(config)?;
 
-        let key =
-            RuleKey { tenant: tenant.into(), user: user.into(), feature, api_key: api_key as i16, direction };
+        let key = RuleKey {
+            tenant: tenant.into(),
+            user: user.into(),
+            feature: spec.name,
+            api_key: api_key as i16,
+            direction,
+        };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(Rule {
             key,
-            schedule,
-            rate_percent: rate_percent as u32,
-            broker_ids,
-            topics,
-            fault,
+            spec,
+            common,
+            fault: built.fault,
+            fault_config: built.config,
             created: Instant::now(),
             created_unix_ms: now.as_millis() as u64,
         })
     }
 
-    pub fn feature(&self) -> Feature {
-        self.key.feature
-    }
-
     pub fn is_active(&self, now: Instant) -> bool {
-        self.schedule.is_active(now.saturating_duration_since(self.created))
+        self.common.schedule.is_active(now.saturating_duration_since(self.created))
     }
 
     /// Whether the rule applies to a connection of `user` (None: unauthenticated) to broker `node`.
@@ -274,38 +159,42 @@ impl Rule {
             None => true,
             Some(user) => self.key.user == "*" || self.key.user == user,
         };
-        let broker_matches = self.broker_ids.is_empty() || node.is_some_and(|n| self.broker_ids.contains(&n));
+        let brokers = &self.common.broker_ids;
+        let broker_matches = brokers.is_empty() || node.is_some_and(|n| brokers.contains(&n));
         user_matches && broker_matches
     }
 
     /// Rolls `rateInPercent`.
     pub fn fires(&self, rng: &mut fastrand::Rng) -> bool {
-        self.rate_percent >= 100 || rng.u32(0..100) < self.rate_percent
+        self.common.rate_percent >= 100 || rng.u32(0..100) < self.common.rate_percent
     }
 
     /// Whether the request must be decoded before this rule can act.
     pub fn needs_body(&self) -> bool {
-        !self.topics.is_empty() || self.fault.needs_request()
+        !self.common.topics.is_empty() || self.fault.needs_request()
+    }
+
+    /// The body that creates this rule again: what the rules file keeps.
+    pub fn body(&self) -> Value {
+        let mut config = Map::new();
+        self.common.to_json(&mut config);
+        config.extend(self.fault_config.clone());
+        let api = ApiKey::try_from(self.key.api_key).map(api_key_name).unwrap_or_default();
+        json!({"config": config, "direction": self.key.direction.name(), "apiKeys": api})
     }
 
     pub fn to_json(&self) -> Value {
-        let mut config = Map::new();
-        self.schedule.to_json(&mut config);
-        config.insert("rateInPercent".into(), Value::from(self.rate_percent));
-        config.insert("brokerIds".into(), Value::from(self.broker_ids.clone()));
-        self.topics.to_json(&mut config);
-        self.fault.config_json(&mut config);
-        let api = ApiKey::try_from(self.key.api_key).map(api_key_name).unwrap_or_default();
-        json!({
+        let mut rule = json!({
             "tenant": self.key.tenant,
             "user": self.key.user,
-            "feature": self.key.feature.name(),
-            "apiKeys": api,
-            "direction": self.key.direction.name(),
-            "config": config,
+            "feature": self.key.feature,
             "active": self.is_active(Instant::now()),
             "createdAtMs": self.created_unix_ms,
-        })
+        });
+        if let (Value::Object(rule), Value::Object(body)) = (&mut rule, self.body()) {
+            rule.extend(body);
+        }
+        rule
     }
 }
 

@@ -2,11 +2,40 @@
 //! (`topicPatterns` or `topics`, one of which the rule must have); other topics on the same
 //! connection are not slowed unless they queue behind a slowed request.
 
-use super::config::{ConfigError, ConfigReader};
+use kafka_protocol::messages::ApiKey;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::config::{ConfigError, Configurable};
 use super::slow_broker::SlowBroker;
+use super::{Direction, Effect, Fault, FaultConfig, FaultContext};
 
-pub use super::slow_broker::FIELDS;
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct SlowTopic(SlowBroker);
 
-pub fn read(config: &mut ConfigReader) -> Result<SlowBroker, ConfigError> {
-    SlowBroker::read(config)
+impl Configurable for SlowTopic {
+    fn defaults() -> Value {
+        SlowBroker::defaults()
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        self.0.validate()
+    }
+}
+
+impl FaultConfig for SlowTopic {
+    const NAME: &'static str = "slow-topic";
+    const SUMMARY: &'static str =
+        "Holds requests for the named topics, or their responses, for a random latency.";
+    const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce, ApiKey::Fetch];
+    const DIRECTIONS: &'static [Direction] = &[Direction::Request, Direction::Response];
+    const REQUIRES_TOPICS: bool = true;
+}
+
+impl Fault for SlowTopic {
+    fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
+        self.0.apply(context)
+    }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::persist::RulesFile;
 use crate::chaos::rule::{RuleKey, parse_api_key};
-use crate::chaos::{ConfigError, Direction, Feature, Rule, RuleSet};
+use crate::chaos::{ConfigError, Direction, FaultSpec, Rule, RuleSet};
 use crate::shared::Shared;
 use crate::{error, info};
 
@@ -158,8 +158,9 @@ impl RuleStore {
         shared: &Shared,
     ) -> Reply {
         let key = (|| {
-            let feature = Feature::parse(feature)
-                .ok_or_else(|| ConfigError::new("feature", format!("unknown feature '{feature}'")))?;
+            let feature = FaultSpec::named(feature)
+                .ok_or_else(|| ConfigError::new("feature", format!("unknown feature '{feature}'")))?
+                .name;
             let api_key = parse_api_key(api)
                 .ok_or_else(|| ConfigError::new("apiKeys", format!("unknown Kafka API '{api}'")))?;
             let direction = Direction::parse(direction).ok_or_else(|| {
@@ -180,17 +181,21 @@ impl RuleStore {
             Ok(key) => key,
             Err(error) => return bad_request(error),
         };
-        match self.rules.remove(&key) {
-            None => {
-                not_found(format!("no {feature} rule on {api}/{direction} for tenant {tenant} user {user}"))
-            }
-            Some(rule) => {
-                let removed = rule.to_json();
-                info!("chaos rule removed: {removed}");
-                self.publish(shared);
-                (200, removed)
-            }
+        let Some(removed) = self.rules.get(&key).map(|rule| rule.to_json()) else {
+            return not_found(format!(
+                "no {feature} rule on {api}/{direction} for tenant {tenant} user {user}"
+            ));
+        };
+        let committed = self.commit(
+            shared,
+            |store| store.rules.remove(&key),
+            |store, rule| drop(rule.map(|rule| store.rules.insert(key.clone(), rule))),
+        );
+        if let Err(reply) = committed {
+            return reply;
         }
+        info!("chaos rule removed: {removed}");
+        (200, removed)
     }
 
     fn register_format(&mut self, body: &[u8], shared: &Shared) -> Reply {
@@ -295,6 +300,21 @@ mod tests {
         assert_eq!(store.handle("DELETE", delete, b"", &shared).unwrap().0, 404);
         assert!(shared.rules.load().rules().is_empty());
         assert!(store.handle("GET", "/nope", b"", &shared).is_none());
+    }
+
+    #[test]
+    fn every_change_reaches_the_rules_file() {
+        let path = std::env::temp_dir().join(format!("kaos-api-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let shared = Shared::new(1);
+        let mut store = RuleStore::open(RulesFile::new(&path), &shared).unwrap();
+        let saved = || RulesFile::new(&path).load().unwrap().rules.len();
+        store.handle("POST", "/tenant/t/user/u/feature/slow-broker", BODY.as_bytes(), &shared).unwrap();
+        assert_eq!(saved(), 1);
+        let delete = "/tenant/t/user/u/feature/slow-broker/apiKeys/PRODUCE/direction/REQUEST";
+        assert_eq!(store.handle("DELETE", delete, b"", &shared).unwrap().0, 200);
+        assert_eq!(saved(), 0, "a delete is saved too");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

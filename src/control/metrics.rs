@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::ApiKey;
 
-use crate::chaos::{Effect, Feature};
+use crate::chaos::{Effect, FAULTS, FaultSpec};
 
 /// API keys 0..API_KEY_SLOTS get their own counters; anything else is counted as "other".
 pub const API_KEY_SLOTS: usize = 128;
@@ -45,7 +45,7 @@ pub struct ShardMetrics {
     pub connections_rejected: Counter,
     requests: Box<[Counter]>,
     latency: Mutex<Vec<Option<Histogram<u64>>>>,
-    /// Per chaos feature (`Feature::index`): requests affected, records changed, latency added.
+    /// Per fault (`FaultSpec::index`): requests affected, records changed, latency added.
     pub chaos_affected: [Counter; FEATURES],
     pub chaos_records_changed: [Counter; FEATURES],
     pub chaos_latency_added_ms: [Counter; FEATURES],
@@ -53,7 +53,7 @@ pub struct ShardMetrics {
     pub chaos_undecodable: Counter,
 }
 
-const FEATURES: usize = Feature::ALL.len();
+const FEATURES: usize = FAULTS.len();
 
 impl Default for ShardMetrics {
     fn default() -> Self {
@@ -84,8 +84,8 @@ impl ShardMetrics {
     }
 
     /// Counts one fault acting on one request.
-    pub fn count_effect(&self, feature: Feature, effect: &Effect) {
-        let index = feature.index();
+    pub fn count_effect(&self, fault: &'static FaultSpec, effect: &Effect) {
+        let index = fault.index();
         self.chaos_affected[index].add(1);
         match effect {
             Effect::Delay(delay) | Effect::Fail { after: delay, .. } => {
@@ -210,18 +210,19 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], upstream_ready: bool) -> 
 /// The console's live numbers: per-feature fault counters, connections, and the running count
 /// and sum of request latency (the console charts their change per second).
 pub fn stats(shards: &[std::sync::Arc<ShardMetrics>]) -> serde_json::Value {
-    let features: serde_json::Map<String, serde_json::Value> = Feature::ALL
+    let features: serde_json::Map<String, serde_json::Value> = FAULTS
         .iter()
-        .map(|feature| {
+        .enumerate()
+        .map(|(index, fault)| {
             let total = |counters: fn(&ShardMetrics) -> &[Counter; FEATURES]| -> u64 {
-                shards.iter().map(|m| counters(m)[feature.index()].get()).sum()
+                shards.iter().map(|m| counters(m)[index].get()).sum()
             };
             let counts = serde_json::json!({
                 "affected": total(|m| &m.chaos_affected),
                 "recordsChanged": total(|m| &m.chaos_records_changed),
                 "latencyAddedMs": total(|m| &m.chaos_latency_added_ms),
             });
-            (feature.name().to_owned(), counts)
+            (fault.name.to_owned(), counts)
         })
         .collect();
     let (mut count, mut sum_seconds) = (0u64, 0f64);
@@ -252,9 +253,9 @@ fn render_chaos(out: &mut String, shards: &[std::sync::Arc<ShardMetrics>]) {
     ];
     for (name, help, counters) in series {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for feature in Feature::ALL {
-            let total: u64 = shards.iter().map(|m| counters(m)[feature.index()].get()).sum();
-            let _ = writeln!(out, "{name}{{feature=\"{}\"}} {total}", feature.name());
+        for (index, fault) in FAULTS.iter().enumerate() {
+            let total: u64 = shards.iter().map(|m| counters(m)[index].get()).sum();
+            let _ = writeln!(out, "{name}{{feature=\"{}\"}} {total}", fault.name);
         }
     }
     let name = "kaos_chaos_undecodable_total";

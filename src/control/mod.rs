@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod metrics;
+pub mod openapi;
 pub mod persist;
 
 use std::sync::atomic::AtomicUsize;
@@ -13,12 +14,13 @@ use std::time::Instant;
 
 use std::io::Read;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use api::RuleStore;
 use persist::RulesFile;
 
+use crate::chaos::{FAULTS, FaultSpec};
 use crate::config::Config;
 use crate::shared::Shared;
 use crate::warn;
@@ -174,6 +176,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/stats"),
     ("GET", "/openapi.json"),
     ("GET", "/rules"),
+    ("GET", "/features"),
     ("POST", "/tenant/{tenant}/user/{user}/feature/{feature}"),
     ("DELETE", "/tenant/{tenant}/user/{user}/feature/{feature}/apiKeys/{apiKey}/direction/{direction}"),
     ("GET", "/tenant/{tenant}/user/{user}/feature"),
@@ -181,7 +184,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/tenant"),
 ];
 
-const OPENAPI: &str = include_str!("openapi.json");
 const CONSOLE_HTML: &str = include_str!("console/index.html");
 const CONSOLE_JS: &str = include_str!("console/console.js");
 const CONSOLE_CSS: &str = include_str!("console/console.css");
@@ -207,7 +209,10 @@ fn route(
         (Method::Get, "/metrics") => {
             (200, "text/plain; version=0.0.4", metrics::render(&shared.shard_metrics, ready))
         }
-        (Method::Get, "/openapi.json") => (200, JSON, OPENAPI.into()),
+        (Method::Get, "/openapi.json") => (200, JSON, openapi::document().to_string()),
+        (Method::Get, "/features") => {
+            (200, JSON, Value::from(FAULTS.iter().map(FaultSpec::describe).collect::<Vec<_>>()).to_string())
+        }
         (Method::Get, "/stats") => {
             let mut stats = metrics::stats(&shared.shard_metrics);
             stats["upstreamReady"] = ready.into();
@@ -245,7 +250,7 @@ mod tests {
                 route(&method, &sample(template), br#"{"apiKeys":"PRODUCE"}"#, &shared, &mut store);
             assert!(!body.contains("no route for"), "{method} {template} is not routed");
         }
-        let document: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let document = openapi::document();
         let mut documented: Vec<(String, String)> = Vec::new();
         for (path, operations) in document["paths"].as_object().expect("paths") {
             for method in operations.as_object().expect("operations").keys() {

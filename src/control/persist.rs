@@ -89,11 +89,11 @@ impl RulesFile {
     ) -> Result<(), String> {
         let mut text = String::new();
         for rule in rules {
-            let stored = rule.to_json();
-            let line = json!({
-                "tenant": stored["tenant"], "user": stored["user"], "feature": stored["feature"],
-                "apiKeys": stored["apiKeys"], "direction": stored["direction"], "config": stored["config"],
-            });
+            let mut line =
+                json!({"tenant": rule.key.tenant, "user": rule.key.user, "feature": rule.key.feature});
+            if let (Value::Object(line), Value::Object(body)) = (&mut line, rule.body()) {
+                line.extend(body);
+            }
             text.push_str(&line.to_string());
             text.push('\n');
         }

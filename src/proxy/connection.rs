@@ -16,15 +16,16 @@ use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
-use super::frame::{self, LENGTH_PREFIX, ProduceTopics, REQUEST_PREFIX, RESPONSE_PREFIX, RequestPrefix};
 use super::identity::Identity;
 use super::inflight::{Answer, InFlight, InFlightQueue, Reply};
 use super::lane::{Emit, Lane, LaneError, Router, Verdict};
-use super::rewrite::{self, Learned, with_length_prefix};
+use super::rewrite::{self, Learned};
 use crate::chaos::RuleSet;
 use crate::chaos::plan::{Plan, Scope};
 use crate::shard::Shard;
 use crate::warn;
+use crate::wire::frame::{self, LENGTH_PREFIX, ProduceTopics, REQUEST_PREFIX, RESPONSE_PREFIX};
+use crate::wire::{RequestPrefix, TopicNames, with_length_prefix};
 
 /// Iterations of the connection loop before it yields to other tasks on the shard.
 const BUDGET: usize = 32;
@@ -271,20 +272,21 @@ impl Router for RequestRouter<'_, '_> {
         } else {
             // Topic rules: a Produce request's topics are usually known from its head, so rules
             // for other topics cost no decoding.
-            let topics = if request.is_produce() && candidates.iter().any(|rule| !rule.topics.is_empty()) {
-                match frame::produce_topics(head, request.api_version).map_err(|e| e.to_string())? {
-                    ProduceTopics::All(topics) => {
-                        Some(topics.iter().filter_map(|t| self.shard.topic_ref_name(t)).collect::<Vec<_>>())
+            let topics =
+                if request.is_produce() && candidates.iter().any(|rule| !rule.common.topics.is_empty()) {
+                    match frame::produce_topics(head, request.api_version).map_err(|e| e.to_string())? {
+                        ProduceTopics::All(topics) => {
+                            Some(topics.iter().filter_map(|t| self.shard.name_of_ref(t)).collect::<Vec<_>>())
+                        }
+                        ProduceTopics::NeedMore if head.len() < body_len && head.len() < TOPIC_PEEK_LIMIT => {
+                            return Ok(Verdict::NeedMore);
+                        }
+                        // The whole request will tell: the plan keeps topic rules and checks them then.
+                        ProduceTopics::NeedMore | ProduceTopics::BeyondHead => None,
                     }
-                    ProduceTopics::NeedMore if head.len() < body_len && head.len() < TOPIC_PEEK_LIMIT => {
-                        return Ok(Verdict::NeedMore);
-                    }
-                    // The whole request will tell: the plan keeps topic rules and checks them then.
-                    ProduceTopics::NeedMore | ProduceTopics::BeyondHead => None,
-                }
-            } else {
-                None
-            };
+                } else {
+                    None
+                };
             let scope = Scope { user: side.identity.user(), node: side.node };
             Plan::decide(candidates, scope, topics.as_deref(), &mut side.rng)
         };
@@ -309,18 +311,17 @@ impl Router for RequestRouter<'_, '_> {
             return Ok(Emit::original(None));
         };
         let shard = self.shard;
-        let topic_by_id = |id: &[u8; 16]| shard.topic_name(id);
-        let outcome = match plan.carry_out(request, body, &topic_by_id, &mut self.side.rng) {
+        let outcome = match plan.carry_out(request, body, shard.as_ref(), &mut self.side.rng) {
             Ok(outcome) => outcome,
             Err(why) => {
                 shard.metrics.chaos_undecodable.add(1);
-                warn!("chaos rule skipped, request relayed untouched: {}", why.0);
+                warn!("chaos rule skipped, request relayed untouched: {why}");
                 self.push(request, expects_response, upstream);
                 return Ok(Emit::original(None));
             }
         };
-        for (feature, effect) in &outcome.applied {
-            shard.metrics.count_effect(*feature, effect);
+        for &(fault, ref effect) in &outcome.applied {
+            shard.metrics.count_effect(fault, effect);
         }
         if let Some((answer, after)) = outcome.answer {
             // Not forwarded: kaos answers in the request's place (nothing at all under acks=0).

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::Decodable;
 
-use super::frame::RequestPrefix;
+use crate::wire::RequestPrefix;
 
 #[derive(Debug, Default)]
 pub struct Identity {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use super::frame::{self, FrameError, LENGTH_PREFIX};
+use crate::wire::frame::{self, FrameError, LENGTH_PREFIX};
 
 /// Default buffer per direction. It grows only to gather a frame that must be seen whole.
 pub const LANE_BUFFER: usize = 256 * 1024;

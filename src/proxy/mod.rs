@@ -2,7 +2,6 @@
 //! address rewrite that keeps clients on kaos.
 
 pub mod connection;
-pub mod frame;
 pub mod identity;
 pub mod inflight;
 pub mod lane;

@@ -5,12 +5,14 @@
 //! the KIP-951 `node_endpoints` of Produce v10+ and Fetch v16+. ApiVersions is relayed with the
 //! versions of those APIs capped at what kaos can decode.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
     MetadataResponse, ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use crate::wire::{CodecError, decodable, encode_frame, with_length_prefix};
 
 /// Fetch v16+ may carry `node_endpoints` after megabytes of records, so finding them means
 /// decoding every fetch response. kaos advertises Fetch up to v15 (KIP-951 is only a shortcut
@@ -55,28 +57,15 @@ pub struct SeenBroker {
     pub address: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a response could not be relayed safely.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RewriteError {
-    Decode { api: ApiKey, version: i16, why: String },
+    #[error("response: {0}")]
+    Codec(#[from] CodecError),
+    #[error("broker node id {node_id} has no kaos port (port-start + 1 + id > 65535)")]
     Unmappable { node_id: i32 },
+    #[error("{api:?} v{version} carries broker addresses kaos cannot decode; refusing to leak them")]
     UnsupportedVersion { api: ApiKey, version: i16 },
-}
-
-impl std::fmt::Display for RewriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RewriteError::Decode { api, version, why } => {
-                write!(f, "cannot decode {api:?} v{version} response: {why}")
-            }
-            RewriteError::Unmappable { node_id } => {
-                write!(f, "broker node id {node_id} has no kaos port (port-start + 1 + id > 65535)")
-            }
-            RewriteError::UnsupportedVersion { api, version } => write!(
-                f,
-                "{api:?} v{version} carries broker addresses kaos cannot decode; refusing to leak them"
-            ),
-        }
-    }
 }
 
 /// Whether responses to this request must be decoded and rewritten.
@@ -180,34 +169,11 @@ fn reencode<T: Decodable + Encodable>(
     let header = ResponseHeader::decode(&mut body, header_version).map_err(decode_error)?;
     let mut message = T::decode(&mut body, version).map_err(decode_error)?;
     edit(&mut message)?;
-    encode_frame(&header, header_version, &message, version).map_err(|why| RewriteError::Decode {
-        api,
-        version,
-        why,
-    })
+    Ok(encode_frame(api, &header, header_version, &message, version)?)
 }
 
 fn decode_error<E: std::fmt::Display>(api: ApiKey, version: i16) -> impl Fn(E) -> RewriteError + Copy {
-    move |e| RewriteError::Decode { api, version, why: e.to_string() }
-}
-
-/// Encodes a header (request or response) and body as one length-prefixed frame.
-pub fn encode_frame<H: Encodable, T: Encodable>(
-    header: &H,
-    header_version: i16,
-    message: &T,
-    version: i16,
-) -> Result<BytesMut, String> {
-    fn text(e: impl std::fmt::Display) -> String {
-        e.to_string()
-    }
-    let size =
-        header.compute_size(header_version).map_err(text)? + message.compute_size(version).map_err(text)?;
-    let mut out = BytesMut::with_capacity(4 + size);
-    out.put_i32(size as i32);
-    header.encode(&mut out, header_version).map_err(text)?;
-    message.encode(&mut out, version).map_err(text)?;
-    Ok(out)
+    move |e| RewriteError::Codec(CodecError::Decode { api, version, why: e.to_string() })
 }
 
 /// Relays ApiVersions with each rewritten API capped at the highest version kaos decodes.
@@ -228,12 +194,7 @@ fn cap_api_versions(version: i16, mut body: Bytes) -> Result<BytesMut, RewriteEr
             entry.max_version = entry.max_version.min(cap);
         }
     }
-    encode_frame(&header, 0, &message, body_version).map_err(|why| RewriteError::Decode { api, version, why })
-}
-
-fn decodable(api: ApiKey, version: i16) -> bool {
-    let range = api.valid_versions();
-    (range.min..=range.max).contains(&version)
+    Ok(encode_frame(api, &header, 0, &message, body_version)?)
 }
 
 /// The highest version kaos advertises for an API whose responses it decodes.
@@ -250,14 +211,6 @@ pub fn decode_cap(api_key: i16) -> Option<i16> {
     }
 }
 
-/// Copies a frame body back into a frame.
-pub fn with_length_prefix(body: &[u8]) -> BytesMut {
-    let mut out = BytesMut::with_capacity(4 + body.len());
-    out.put_i32(body.len() as i32);
-    out.put_slice(body);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +225,8 @@ mod tests {
 
     fn body_of<T: Encodable>(api: ApiKey, version: i16, message: &T) -> Bytes {
         let header = ResponseHeader::default().with_correlation_id(42);
-        let frame = encode_frame(&header, api.response_header_version(version), message, version).unwrap();
+        let frame =
+            encode_frame(api, &header, api.response_header_version(version), message, version).unwrap();
         frame.freeze().slice(4..)
     }
 
@@ -417,7 +371,7 @@ mod tests {
             entry(ApiKey::JoinGroup, 40),
         ]);
         let header = ResponseHeader::default().with_correlation_id(42);
-        let body = encode_frame(&header, 0, &response, 3).unwrap().freeze().slice(4..);
+        let body = encode_frame(ApiKey::ApiVersions, &header, 0, &response, 3).unwrap().freeze().slice(4..);
         let frame = rewrite_response(18, 3, body, &ports(), &mut Learned::default()).unwrap();
         let mut body = frame.freeze().slice(4..);
         ResponseHeader::decode(&mut body, 0).unwrap();

@@ -1,7 +1,8 @@
 // Browser test of kaos's web console in a real headless Chromium (Debian's), driven by
 // playwright-core. Usage: node console.test.mjs ADMIN_URL SCREENSHOT_PATH, with NODE_PREFIX set to
 // the npm prefix that holds playwright-core (make test installs it into the cache).
-// It adds a broken-broker rule through the form, sees it listed, waits for its counter to rise
+// It checks the form offers the fields GET /features lists, that bad values are caught (by the
+// form, or by the API's 400 naming the field), adds a broken-broker rule through the form, sees it listed, waits for its counter to rise
 // (the caller keeps a producer running), deletes it, and sees it gone. Exit 0 on success.
 import { createRequire } from "node:module";
 
@@ -23,17 +24,25 @@ try {
   await page.waitForSelector("#feature option", { state: "attached" });
   step("CONSOLE_LOADED");
 
-  // A bad value is caught by the form before it reaches the API.
+  // The form is built from GET /features: every field of the feature is there.
   await page.selectOption("#feature", "broken-broker");
-  await page.fill("#minLatency", "50");
-  await page.fill("#maxLatency", "10");
+  await page.waitForSelector("#f-errors");
+  await page.waitForSelector("#f-rateInPercent");
+  // A value out of the schema's range is caught by the form before it reaches the API.
+  await page.fill("#f-minLatencyToAddInMilliseconds", "-5");
   await page.click("#add");
-  await page.waitForFunction(() => document.querySelector("#message").textContent.includes("min latency"));
+  await page.waitForFunction(() => document.querySelector("#message").textContent.includes("must be at least 0"));
+  // A value only the API can judge comes back as a 400 naming the field, and the field is marked.
+  await page.fill("#f-minLatencyToAddInMilliseconds", "50");
+  await page.fill("#f-maxLatencyToAddInMilliseconds", "10");
+  await page.click("#add");
+  await page.waitForFunction(() => document.querySelector("#message").textContent.includes("config.minLatencyToAddInMilliseconds"));
+  await page.waitForSelector("#f-minLatencyToAddInMilliseconds.invalid");
   step("VALIDATION_SHOWN");
 
-  await page.fill("#minLatency", "0");
-  await page.fill("#maxLatency", "0");
-  await page.fill("#errors", "NOT_ENOUGH_REPLICAS");
+  await page.fill("#f-minLatencyToAddInMilliseconds", "0");
+  await page.fill("#f-maxLatencyToAddInMilliseconds", "0");
+  await page.fill("#f-errors", "NOT_ENOUGH_REPLICAS");
   await page.selectOption("#apiKeys", "PRODUCE");
   await page.click("#add");
   await page.waitForFunction(() => document.querySelector("#message").textContent === "added broken-broker");

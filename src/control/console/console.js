@@ -2,15 +2,9 @@
 // adds or deletes rules through the same REST API as curl. No build step, no dependencies.
 "use strict";
 
-const FEATURES = {
-  "broken-broker": { apis: ["PRODUCE", "FETCH"], directions: ["REQUEST"], fields: ["errors", "latency", "topics"] },
-  "leader-election": { apis: ["PRODUCE", "FETCH"], directions: ["REQUEST"], fields: ["errors", "latency", "topics"] },
-  "duplicate-resource": { apis: ["PRODUCE"], directions: ["REQUEST"], fields: ["topics"] },
-  "random-bytes": { apis: ["PRODUCE"], directions: ["REQUEST"], fields: ["random", "topics"] },
-  "slow-broker": { apis: ["PRODUCE", "FETCH", "METADATA", "LIST_OFFSETS", "OFFSET_COMMIT", "OFFSET_FETCH", "JOIN_GROUP", "HEARTBEAT", "FIND_COORDINATOR"], directions: ["REQUEST", "RESPONSE"], fields: ["latency", "topics"] },
-  "slow-topic": { apis: ["PRODUCE", "FETCH"], directions: ["REQUEST", "RESPONSE"], fields: ["latency", "topics"] },
-  "invalid-schema": { apis: ["PRODUCE"], directions: ["REQUEST"], fields: ["schema", "topics"] },
-};
+// The features and their fields come from GET /features, the same registry the REST API
+// validates against, so the form can never offer a field the API would refuse.
+let FEATURES = {};
 const $ = (id) => document.getElementById(id);
 const history = [];
 let previous = null;
@@ -133,16 +127,40 @@ async function refresh() {
   previous = { ...json, at: now };
 }
 
+/// One input per config field: a select for enums, a comma-separated text box for lists, a number
+/// box for integers. The field's description is its tooltip and its default the placeholder.
+function fieldInput(field) {
+  const label = text("label", `${field.name}${field.required ? " *" : ""} `);
+  label.title = field.description;
+  let input;
+  if (field.enum) {
+    input = document.createElement("select");
+    const options = field.required ? field.enum : ["", ...field.enum];
+    input.replaceChildren(...options.map((option) => Object.assign(document.createElement("option"),
+      { value: option, textContent: option || "(default)" })));
+  } else {
+    input = document.createElement("input");
+    if (field.type === "integer") input.type = "number";
+    const shown = Array.isArray(field.default) ? field.default.join(",") : field.default;
+    input.placeholder = shown === undefined || shown === "" ? (field.type === "array" ? "a,b" : "") : String(shown);
+  }
+  input.id = `f-${field.name}`;
+  input.dataset.field = field.name;
+  label.append(input);
+  return label;
+}
+
 function showFieldsFor(feature) {
   const spec = FEATURES[feature];
-  for (const label of document.querySelectorAll("[data-for]")) {
-    label.hidden = !spec.fields.includes(label.dataset.for);
-  }
   const fill = (select, options) => {
     select.replaceChildren(...options.map((option) => Object.assign(document.createElement("option"), { value: option, textContent: option })));
   };
-  fill($("apiKeys"), spec.apis);
+  fill($("apiKeys"), spec.anyApiKey ? ["PRODUCE", "FETCH", "METADATA", "LIST_OFFSETS", "OFFSET_COMMIT", "OFFSET_FETCH",
+    "JOIN_GROUP", "HEARTBEAT", "FIND_COORDINATOR"] : spec.apiKeys);
   fill($("direction"), spec.directions);
+  $("summary").textContent = spec.summary;
+  $("own-fields").replaceChildren(...spec.fields.map(fieldInput));
+  $("common-fields").replaceChildren(...spec.commonFields.map(fieldInput));
 }
 
 function say(message, ok) {
@@ -150,47 +168,55 @@ function say(message, ok) {
   $("message").className = ok ? "ok" : "error";
 }
 
-const list = (id) => $(id).value.split(",").map((s) => s.trim()).filter(Boolean);
+/// Reads one field as its schema types it; returns [value, problem]. Empty means "default".
+function readField(field, raw) {
+  const items = field.type === "array" ? raw.split(",").map((s) => s.trim()).filter(Boolean) : [raw.trim()];
+  const itemType = field.type === "array" ? field.items?.type : field.type;
+  const allowed = field.type === "array" ? field.items?.enum : field.enum;
+  const values = [];
+  for (const item of items) {
+    if (item === "") continue;
+    if (itemType === "integer") {
+      const number = Number(item);
+      if (!Number.isInteger(number)) return [null, `${field.name} must be a whole number`];
+      const min = field.type === "array" ? field.items?.minimum : field.minimum;
+      const max = field.type === "array" ? field.items?.maximum : field.maximum;
+      if (min !== undefined && number < min) return [null, `${field.name} must be at least ${min}`];
+      if (max !== undefined && number > max) return [null, `${field.name} must be at most ${max}`];
+      values.push(number);
+    } else {
+      if (allowed && !allowed.includes(item)) return [null, `${field.name}: unknown value ${item}`];
+      values.push(item);
+    }
+  }
+  if (field.type === "array") return [values.length ? values : undefined, null];
+  return [values[0], null];
+}
 
 /// Builds the rule body from the form; returns [body, null] or [null, message] with the field marked.
 function readForm(feature) {
-  for (const input of document.querySelectorAll("input")) input.classList.remove("invalid");
-  const fail = (id, message) => { $(id).classList.add("invalid"); return [null, message]; };
+  for (const input of document.querySelectorAll("[data-field]")) input.classList.remove("invalid");
   const spec = FEATURES[feature];
   const config = {};
-  const number = (id) => ($(id).value === "" ? null : Number($(id).value));
-  for (const [id, key] of [["rateInPercent", "rateInPercent"], ["duration", "duration"], ["quietPeriod", "quietPeriod"]]) {
-    const value = number(id);
-    if (value === null) continue;
-    if (!Number.isInteger(value) || value < 0) return fail(id, `${key} must be a whole number ≥ 0`);
-    config[key] = value;
+  for (const field of [...spec.commonFields, ...spec.fields]) {
+    const input = $(`f-${field.name}`);
+    const [value, problem] = readField(field, input.value);
+    if (problem) { input.classList.add("invalid"); return [null, problem]; }
+    if (value === undefined && field.required) { input.classList.add("invalid"); return [null, `${field.name} is required`]; }
+    if (value !== undefined) config[field.name] = value;
   }
-  if (config.rateInPercent > 100) return fail("rateInPercent", "rate must be 0-100");
-  if (config.duration !== undefined || config.quietPeriod !== undefined) config.timeUnit = "MILLISECONDS";
-  const brokers = list("brokerIds").map(Number);
-  if (brokers.some((id) => !Number.isInteger(id))) return fail("brokerIds", "broker ids are whole numbers");
-  config.brokerIds = brokers;
-  if (list("topics").length) config.topics = list("topics");
-  if (list("topicPatterns").length) config.topicPatterns = list("topicPatterns");
-  if (feature === "slow-topic" && !config.topics && !config.topicPatterns) return fail("topicPatterns", "slow-topic needs topics or topic patterns");
-  if (spec.fields.includes("errors") && list("errors").length) config.errors = list("errors");
-  if (spec.fields.includes("latency")) {
-    const min = number("minLatency"), max = number("maxLatency");
-    if (min !== null && (!Number.isInteger(min) || min < 0)) return fail("minLatency", "latency must be a whole number ≥ 0");
-    if (max !== null && (!Number.isInteger(max) || max < 0)) return fail("maxLatency", "latency must be a whole number ≥ 0");
-    if (min !== null && max !== null && min > max) return fail("minLatency", "min latency is above max");
-    if (min !== null) config.minLatencyToAddInMilliseconds = min;
-    if (max !== null) config.maxLatencyToAddInMilliseconds = max;
-  }
-  if (spec.fields.includes("random")) {
-    config.nbMessages = number("nbMessages") ?? 1;
-    config.sizeInBytes = number("sizeInBytes") ?? 10;
-  }
-  if (spec.fields.includes("schema")) {
-    if (number("fakeSchemaId") === null) return fail("fakeSchemaId", "a fake schema id is required");
-    config.fakeSchemaId = number("fakeSchemaId");
+  if (spec.requiresTopics && !config.topics && !config.topicPatterns) {
+    $("f-topicPatterns").classList.add("invalid");
+    return [null, `${feature} needs topics or topicPatterns`];
   }
   return [{ config, apiKeys: $("apiKeys").value, direction: $("direction").value }, null];
+}
+
+/// Marks the input a 400 names (`config.minLatencyToAddInMilliseconds`, `config.errors[1]`).
+function markField(path) {
+  const name = (path || "").replace(/^config\./, "").replace(/\[\d+\]$/, "");
+  const input = document.querySelector(`[data-field="${name}"]`) || $(name);
+  if (input) input.classList.add("invalid");
 }
 
 $("rule-form").addEventListener("submit", async (event) => {
@@ -200,13 +226,22 @@ $("rule-form").addEventListener("submit", async (event) => {
   if (problem) return say(problem, false);
   const path = `/tenant/${encodeURIComponent($("tenant").value)}/user/${encodeURIComponent($("user").value)}/feature/${feature}`;
   const { status, json } = await api("POST", path, body);
+  if (status !== 200) markField(json.field);
   say(status === 200 ? `added ${feature}` : `${json.field ? json.field + ": " : ""}${json.error}`, status === 200);
   refresh();
 });
 
-$("token").addEventListener("change", (event) => { sessionStorage.setItem("kaos-token", event.target.value); refresh(); });
-$("feature").replaceChildren(...Object.keys(FEATURES).map((f) => Object.assign(document.createElement("option"), { value: f, textContent: f })));
+$("token").addEventListener("change", (event) => { sessionStorage.setItem("kaos-token", event.target.value); start(); });
 $("feature").addEventListener("change", (event) => showFieldsFor(event.target.value));
-showFieldsFor($("feature").value);
-refresh();
+
+async function start() {
+  const { status, json } = await api("GET", "/features");
+  if (status !== 200) return say(json.error || "cannot load the features", false);
+  FEATURES = Object.fromEntries(json.map((feature) => [feature.name, feature]));
+  $("feature").replaceChildren(...json.map((f) => Object.assign(document.createElement("option"), { value: f.name, textContent: f.name })));
+  showFieldsFor($("feature").value);
+  refresh();
+}
+
+start();
 setInterval(refresh, 1000);

@@ -1,0 +1,73 @@
+//! Whole frames: encoding a header and a message with their length prefix, decoding a request
+//! kaos must look inside, and the version range kafka-protocol can decode.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// A message kaos could not encode or decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("API key {0} is unknown to kaos")]
+    UnknownApi(i16),
+    #[error("{api:?} v{version} is outside the versions kaos decodes")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("cannot decode {api:?} v{version}: {why}")]
+    Decode { api: ApiKey, version: i16, why: String },
+    #[error("cannot encode {api:?} v{version}: {why}")]
+    Encode { api: ApiKey, version: i16, why: String },
+}
+
+/// Whether kafka-protocol can decode `version` of `api`.
+pub fn decodable(api: ApiKey, version: i16) -> bool {
+    let range = api.valid_versions();
+    (range.min..=range.max).contains(&version)
+}
+
+/// Encodes a header (request or response) and the `version` of `api`'s message as one
+/// length-prefixed frame.
+pub fn encode_frame<H: Encodable, T: Encodable>(
+    api: ApiKey,
+    header: &H,
+    header_version: i16,
+    message: &T,
+    version: i16,
+) -> Result<BytesMut, CodecError> {
+    let failed = |e| CodecError::Encode { api, version, why: text(e) };
+    let size = header.compute_size(header_version).map_err(failed)?
+        + message.compute_size(version).map_err(failed)?;
+    let mut out = BytesMut::with_capacity(4 + size);
+    out.put_i32(size as i32);
+    header.encode(&mut out, header_version).map_err(failed)?;
+    message.encode(&mut out, version).map_err(failed)?;
+    Ok(out)
+}
+
+/// Decodes a request body (the frame after its length prefix): its header and message.
+pub fn decode_request<T: Decodable>(
+    api: ApiKey,
+    version: i16,
+    body: &[u8],
+) -> Result<(RequestHeader, T), CodecError> {
+    if !decodable(api, version) {
+        return Err(CodecError::UnsupportedVersion { api, version });
+    }
+    let failed = |e| CodecError::Decode { api, version, why: text(e) };
+    let mut bytes = Bytes::copy_from_slice(body);
+    let header = RequestHeader::decode(&mut bytes, api.request_header_version(version)).map_err(failed)?;
+    let message = T::decode(&mut bytes, version).map_err(failed)?;
+    Ok((header, message))
+}
+
+/// kafka-protocol's errors are `anyhow::Error`s; kaos keeps only their text.
+fn text(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
+/// Copies a frame body back into a frame.
+pub fn with_length_prefix(body: &[u8]) -> BytesMut {
+    let mut out = BytesMut::with_capacity(4 + body.len());
+    out.put_i32(body.len() as i32);
+    out.put_slice(body);
+    out
+}
