@@ -3,9 +3,9 @@
 //!
 //! A fault is one file, as Toxiproxy's toxics are: a config struct (serde + JSON Schema) that says
 //! what the fault is ([`FaultConfig`]: name, APIs, directions, defaults) and what it does to one
-//! request ([`Fault`]: delay it, fail it, duplicate it, or rewrite its records). [`FAULTS`] lists
-//! them; the REST API, `GET /features`, the web console and the OpenAPI document all read that
-//! list, so adding a fault is one new file and one line there.
+//! request ([`Fault`]: delay it, fail it, duplicate it, or rewrite its records). `registry!`
+//! lists them in [`FAULTS`]; the REST API, `GET /features`, the web console and the OpenAPI
+//! document all read that list, so adding a fault is one new file and one line there.
 //!
 //! The data path turns effects into frames in `proxy::connection`, keeping responses in request
 //! order.
@@ -16,14 +16,6 @@ pub mod plan;
 pub mod records;
 pub mod respond;
 pub mod rule;
-
-mod broken_broker;
-mod duplicate_resource;
-mod invalid_schema;
-mod leader_election;
-mod random_bytes;
-mod slow_broker;
-mod slow_topic;
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -36,16 +28,26 @@ pub use rule::{Direction, Rule, RuleSet};
 
 use crate::wire::TopicNames;
 
-/// Every fault kaos offers, in the order the API lists them.
-pub const FAULTS: &[FaultSpec] = &[
-    FaultSpec::of::<broken_broker::BrokenBroker>(),
-    FaultSpec::of::<duplicate_resource::DuplicateResource>(),
-    FaultSpec::of::<leader_election::LeaderElection>(),
-    FaultSpec::of::<random_bytes::RandomBytes>(),
-    FaultSpec::of::<slow_broker::SlowBroker>(),
-    FaultSpec::of::<slow_topic::SlowTopic>(),
-    FaultSpec::of::<invalid_schema::InvalidSchema>(),
-];
+/// Declares each fault's module and lists its config type in [`FAULTS`], so that a fault is one
+/// line here.
+macro_rules! registry {
+    ($($module:ident::$config:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Every fault kaos offers, in the order the API lists them.
+        pub const FAULTS: &[FaultSpec] = &[$(FaultSpec::of::<$module::$config>()),*];
+    };
+}
+
+registry! {
+    broken_broker::BrokenBroker,
+    duplicate_resource::DuplicateResource,
+    leader_election::LeaderElection,
+    random_bytes::RandomBytes,
+    slow_broker::SlowBroker,
+    slow_topic::SlowTopic,
+    invalid_schema::InvalidSchema,
+}
 
 /// What a fault does to one request it fires on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use glommio::timer::Timer;
 
 use super::identity::Identity;
 use super::inflight::{Answer, InFlight, InFlightQueue, Reply};
-use super::lane::{Emit, Lane, LaneError, Router, Verdict};
+use super::lane::{Emit, Lane, LaneError, ProtocolError, Router, Verdict};
 use super::rewrite::{self, Learned};
 use crate::chaos::RuleSet;
 use crate::chaos::plan::{Plan, Scope};
@@ -39,9 +39,9 @@ pub enum End {
     BrokerClosed,
     Drained,
     /// The client sent something that is not Kafka, or a frame over the limit.
-    ClientMalformed(String),
+    ClientMalformed(LaneError),
     /// The broker sent something kaos cannot relay safely.
-    BrokerMalformed(String),
+    BrokerMalformed(LaneError),
     Io(std::io::Error),
 }
 
@@ -205,10 +205,10 @@ impl<'a> Connection<'a> {
     }
 }
 
-fn classify(error: LaneError, malformed: fn(String) -> End) -> End {
+fn classify(error: LaneError, malformed: fn(LaneError) -> End) -> End {
     match error {
         LaneError::Io(e) => End::Io(e),
-        other => malformed(other.to_string()),
+        other => malformed(other),
     }
 }
 
@@ -250,7 +250,7 @@ impl RequestRouter<'_, '_> {
 impl Router for RequestRouter<'_, '_> {
     const MIN_BODY: usize = REQUEST_PREFIX;
 
-    fn on_frame(&mut self, body_len: usize, head: &[u8], read_at: Instant) -> Result<Verdict, String> {
+    fn on_frame(&mut self, body_len: usize, head: &[u8], read_at: Instant) -> Result<Verdict, ProtocolError> {
         if self.in_flight.is_full() || self.shard.drain.started() {
             return Ok(Verdict::Hold);
         }
@@ -258,7 +258,7 @@ impl Router for RequestRouter<'_, '_> {
             return Ok(Verdict::NeedMore);
         };
         let expects_response = if request.is_produce() {
-            match frame::produce_acks(head, request.api_version).map_err(|e| e.to_string())? {
+            match frame::produce_acks(head, request.api_version)? {
                 Some(acks) => acks != 0,
                 None => return Ok(Verdict::NeedMore),
             }
@@ -274,7 +274,7 @@ impl Router for RequestRouter<'_, '_> {
             // for other topics cost no decoding.
             let topics =
                 if request.is_produce() && candidates.iter().any(|rule| !rule.common.topics.is_empty()) {
-                    match frame::produce_topics(head, request.api_version).map_err(|e| e.to_string())? {
+                    match frame::produce_topics(head, request.api_version)? {
                         ProduceTopics::All(topics) => {
                             Some(topics.iter().filter_map(|t| self.shard.name_of_ref(t)).collect::<Vec<_>>())
                         }
@@ -299,9 +299,9 @@ impl Router for RequestRouter<'_, '_> {
         Ok(Verdict::Whole)
     }
 
-    fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String> {
+    fn on_whole(&mut self, body: &[u8]) -> Result<Emit, ProtocolError> {
         let Pending { request, expects_response, plan, arrived } =
-            self.side.pending.take().ok_or("gathered a request with no plan")?;
+            self.side.pending.take().ok_or(ProtocolError::Lost("a request gathered without a plan"))?;
         if Identity::is_revealing(request.api_key) {
             self.side.identity.observe(request, body);
         }
@@ -361,7 +361,12 @@ struct ResponseRouter<'a, 'b> {
 impl Router for ResponseRouter<'_, '_> {
     const MIN_BODY: usize = RESPONSE_PREFIX;
 
-    fn on_frame(&mut self, _body_len: usize, head: &[u8], _read_at: Instant) -> Result<Verdict, String> {
+    fn on_frame(
+        &mut self,
+        _body_len: usize,
+        head: &[u8],
+        _read_at: Instant,
+    ) -> Result<Verdict, ProtocolError> {
         if self.in_flight.front_is_local() {
             return Ok(Verdict::Hold);
         }
@@ -383,7 +388,7 @@ impl Router for ResponseRouter<'_, '_> {
                 return Ok(Verdict::Whole);
             }
             Reply::Upstream { delay } => delay,
-            Reply::Local { .. } => return Err("a local answer reached the broker side".into()),
+            Reply::Local { .. } => return Err(ProtocolError::Lost("a local answer reached the broker side")),
         };
         if delay.is_zero() && !rewrite::needs_rewrite(request.api_key, request.api_version) {
             return Ok(Verdict::Forward);
@@ -393,11 +398,11 @@ impl Router for ResponseRouter<'_, '_> {
         Ok(Verdict::Whole)
     }
 
-    fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String> {
+    fn on_whole(&mut self, body: &[u8]) -> Result<Emit, ProtocolError> {
         let (request, release) = match self.gathering.take() {
             Some(Gathering::Relay { request, release }) => (request, release),
             Some(Gathering::Drop) => return Ok(Emit::frames(Vec::new(), None)),
-            None => return Err("gathered a response with no request".into()),
+            None => return Err(ProtocolError::Lost("a response gathered without its request")),
         };
         if !rewrite::needs_rewrite(request.api_key, request.api_version) {
             return Ok(Emit::original(release));
@@ -409,8 +414,7 @@ impl Router for ResponseRouter<'_, '_> {
             Bytes::copy_from_slice(body),
             &self.shard.ports,
             &mut learned,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         self.shard.learn(&learned);
         Ok(Emit::frames(vec![frame], release))
     }

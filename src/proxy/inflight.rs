@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::lane::ProtocolError;
+
 /// How many acks=0 correlation ids are remembered.
 const SILENT_MEMORY: usize = 256;
 
@@ -98,7 +100,7 @@ impl InFlightQueue {
     }
 
     /// Takes the oldest request, which must carry the broker response's correlation id.
-    pub fn complete(&mut self, correlation_id: i32) -> Result<Answer, String> {
+    pub fn complete(&mut self, correlation_id: i32) -> Result<Answer, ProtocolError> {
         if self
             .entries
             .front()
@@ -111,11 +113,10 @@ impl InFlightQueue {
             return Ok(Answer::Unexpected);
         }
         match self.entries.front() {
-            None => Err(format!("unsolicited response with correlation id {correlation_id}")),
-            Some(oldest) => Err(format!(
-                "response correlation id {correlation_id} does not match the oldest request's {}",
-                oldest.correlation_id
-            )),
+            None => Err(ProtocolError::Unsolicited(correlation_id)),
+            Some(oldest) => {
+                Err(ProtocolError::OutOfOrder { got: correlation_id, expected: oldest.correlation_id })
+            }
         }
     }
 }
@@ -141,7 +142,7 @@ mod tests {
         queue.push(request(1));
         queue.push(request(2));
         assert!(queue.is_full());
-        assert!(queue.complete(2).unwrap_err().contains("does not match"));
+        assert!(matches!(queue.complete(2), Err(ProtocolError::OutOfOrder { got: 2, expected: 1 })));
         assert!(matches!(queue.complete(1), Ok(Answer::Request(r)) if r.correlation_id == 1));
         assert!(matches!(queue.complete(2), Ok(Answer::Request(r)) if r.correlation_id == 2));
         assert!(queue.is_empty());

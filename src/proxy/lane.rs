@@ -16,6 +16,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use super::rewrite::RewriteError;
 use crate::wire::frame::{self, FrameError, LENGTH_PREFIX};
 
 /// Default buffer per direction. It grows only to gather a frame that must be seen whole.
@@ -41,10 +42,10 @@ pub trait Router {
 
     /// Called at each frame boundary with the body length, the body bytes buffered so far, and
     /// when the latest read happened (the frame arrived no later than that).
-    fn on_frame(&mut self, body_len: usize, head: &[u8], read_at: Instant) -> Result<Verdict, String>;
+    fn on_frame(&mut self, body_len: usize, head: &[u8], read_at: Instant) -> Result<Verdict, ProtocolError>;
 
     /// Called with the complete body of a frame judged `Whole`; returns what to send instead.
-    fn on_whole(&mut self, body: &[u8]) -> Result<Emit, String>;
+    fn on_whole(&mut self, body: &[u8]) -> Result<Emit, ProtocolError>;
 }
 
 /// What to send in place of a gathered frame: the frame itself as read (no copy), or frames of
@@ -68,21 +69,35 @@ impl Emit {
     }
 }
 
-#[derive(Debug)]
+/// Why one direction of a connection cannot go on.
+#[derive(Debug, thiserror::Error)]
 pub enum LaneError {
-    Frame(FrameError),
-    Protocol(String),
-    Io(io::Error),
+    /// A frame's length prefix is out of bounds.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A frame is well-sized but not what Kafka allows here.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
-impl std::fmt::Display for LaneError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LaneError::Frame(e) => write!(f, "{e}"),
-            LaneError::Protocol(why) => f.write_str(why),
-            LaneError::Io(e) => write!(f, "{e}"),
-        }
-    }
+/// A frame that is not the Kafka kaos can relay safely.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("truncated header in a {0}-byte frame")]
+    TruncatedHeader(usize),
+    #[error(transparent)]
+    Header(#[from] FrameError),
+    #[error("unsolicited response with correlation id {0}")]
+    Unsolicited(i32),
+    #[error("response correlation id {got} does not match the oldest request's {expected}")]
+    OutOfOrder { got: i32, expected: i32 },
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    /// A router was handed a frame it did not ask for: a kaos bug, contained to one connection.
+    #[error("kaos lost track of a frame ({0})")]
+    Lost(&'static str),
 }
 
 /// Buffer layout: `[start, ready)` is cleared to send, `[ready, end)` is read but not yet judged.
@@ -212,17 +227,15 @@ impl Lane {
                 continue;
             }
             let data = &self.buf[self.ready..self.end];
-            let Some(body_len) =
-                frame::body_len(data, R::MIN_BODY, self.max_frame).map_err(LaneError::Frame)?
-            else {
+            let Some(body_len) = frame::body_len(data, R::MIN_BODY, self.max_frame)? else {
                 return Ok(());
             };
             let head = &data[LENGTH_PREFIX..data.len().min(LENGTH_PREFIX + body_len)];
-            match router.on_frame(body_len, head, self.read_at).map_err(LaneError::Protocol)? {
+            match router.on_frame(body_len, head, self.read_at)? {
                 Verdict::Forward => self.frame_left = LENGTH_PREFIX + body_len,
                 Verdict::Whole => self.whole = Some(LENGTH_PREFIX + body_len),
                 Verdict::NeedMore if head.len() == body_len => {
-                    return Err(LaneError::Protocol(format!("truncated header in a {body_len}-byte frame")));
+                    return Err(ProtocolError::TruncatedHeader(body_len).into());
                 }
                 Verdict::NeedMore | Verdict::Hold => return Ok(()),
             }
@@ -279,7 +292,7 @@ impl Lane {
             return Ok(false);
         }
         let body = &self.buf[self.ready + LENGTH_PREFIX..self.ready + size];
-        let emit = router.on_whole(body).map_err(LaneError::Protocol)?;
+        let emit = router.on_whole(body)?;
         self.ready += size;
         if !emit.keep_original {
             self.start = self.ready;
