@@ -15,7 +15,7 @@ use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, Reques
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::shared::Shared;
-use crate::{info, warn};
+use tracing::{info, warn};
 
 const METADATA_VERSION: i16 = 1;
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,7 +38,7 @@ pub fn spawn_watcher(
             match fetch_brokers(&bootstrap) {
                 Ok(brokers) => {
                     if !shared.upstream_ready.swap(true, Ordering::Relaxed) {
-                        info!("upstream cluster answered Metadata: brokers {brokers:?}");
+                        info!(?brokers, "upstream cluster answered Metadata");
                     }
                     let current = shared.topology.load();
                     if current.brokers != brokers {
@@ -49,9 +49,9 @@ pub fn spawn_watcher(
                 }
                 Err(why) => {
                     if shared.upstream_ready.swap(false, Ordering::Relaxed) {
-                        warn!("upstream cluster stopped answering Metadata: {why}");
+                        warn!(error = %why, "upstream cluster stopped answering Metadata");
                     } else if first_attempt {
-                        warn!("upstream cluster not answering Metadata yet (retrying every second): {why}");
+                        warn!(error = %why, "upstream cluster not answering Metadata yet (retrying every second)");
                     }
                 }
             }

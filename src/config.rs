@@ -68,8 +68,9 @@ pub struct Config {
     #[arg(long, env = "KAOS_ADMIN_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub admin_request_timeout: Duration,
 
-    /// Log verbosity: error, warn, info or debug.
-    #[arg(long, env = "KAOS_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug"])]
+    /// Log verbosity: error, warn, info, debug or trace. RUST_LOG, when set, takes precedence and
+    /// accepts per-module filters (for example kaos=debug,glommio=warn).
+    #[arg(long, env = "KAOS_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,
 }
 

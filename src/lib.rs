@@ -1,17 +1,20 @@
 //! kaos: a thread-per-core Kafka chaos proxy.
 //!
 //! - `shard`: one glommio executor per core, each with its own listeners and broker connections.
-//! - `proxy`: framing, the connection loop, in-flight tracking and address rewrite.
-//! - `chaos`: the rule set the shards consult.
+//! - `proxy`: the connection loop, in-flight tracking and address rewrite.
+//! - `chaos`: the faults (one file each), the rules that switch them on, and the snapshot the
+//!   shards consult.
+//! - `wire`: Kafka framing and codecs, shared by `proxy` and `chaos` (which do not import each
+//!   other's internals: `proxy` asks `chaos` what to do, `chaos` never calls `proxy`).
 //! - `control`: the REST API and Prometheus metrics, on a plain thread.
 //! - `cluster`: the upstream broker list and readiness.
-
-pub mod log;
+//! - `logging`: `tracing` output, with `log` records from glommio and tiny_http bridged in.
 
 pub mod chaos;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod logging;
 pub mod proxy;
 pub mod shard;
 pub mod shared;

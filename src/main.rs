@@ -11,7 +11,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use kaos::config::Config;
 use kaos::shared::Shared;
-use kaos::{cluster, control, error, info, shard};
+use kaos::{cluster, control, logging, shard};
+use tracing::{error, info};
 
 /// glommio registers this much memory for file I/O per shard; kaos does none, and the
 /// locked-memory limit is often small (8 MiB), so keep it tiny.
@@ -19,11 +20,11 @@ const IO_MEMORY: usize = 128 * 1024;
 
 fn main() -> ExitCode {
     let config = Arc::new(Config::parse());
-    kaos::log::set_level(&config.log_level);
+    logging::init(&config.log_level);
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
-            error!("{why}");
+            error!(error = %why, "kaos stopped");
             ExitCode::FAILURE
         }
     }
@@ -53,7 +54,7 @@ fn run(config: Arc<Config>) -> Result<(), String> {
         let handle = builder
             .spawn(move || async move {
                 if let Err(why) = shard::run(id, config, shared.clone()).await {
-                    error!("shard {id} stopped: {why}");
+                    error!(shard = id, error = %why, "shard stopped");
                     failed.store(true, Ordering::Relaxed);
                     shared.shutting_down.store(true, Ordering::Relaxed);
                 }
@@ -63,21 +64,18 @@ fn run(config: Arc<Config>) -> Result<(), String> {
         executors.push(handle);
     }
     info!(
-        "kaos proxying {} on {}:{} with {shards} shards; admin API on http://{}",
-        config.bootstrap_servers.join(","),
-        config.bind_host,
-        config.port_start,
-        config.admin_addr
+        bootstrap = %config.bootstrap_servers.join(","),
+        listen = %format!("{}:{}", config.bind_host, config.port_start),
+        shards,
+        admin = %format!("http://{}", config.admin_addr),
+        "kaos is proxying"
     );
 
     while !signalled.load(Ordering::Relaxed) && !shared.shutting_down.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
     if signalled.load(Ordering::Relaxed) {
-        info!(
-            "shutting down: no new connections; draining requests in flight for up to {:?}",
-            config.shutdown_timeout
-        );
+        info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections; draining requests in flight");
     }
     shared.shutting_down.store(true, Ordering::Relaxed);
     for handle in executors {

@@ -16,11 +16,12 @@ use glommio::timer::sleep;
 
 use crate::config::Config;
 use crate::control::metrics::{LatencyRecorder, ShardMetrics};
+use crate::logging::Burst;
 use crate::proxy::connection::{Connection, End, peer_name};
 use crate::proxy::rewrite::{BrokerPorts, Learned, SeenBroker};
 use crate::shared::Shared;
 use crate::wire::TopicNames;
-use crate::{debug, error, info, warn};
+use tracing::{debug, error, info, warn};
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
 const PUBLISH_LATENCY_EVERY: u32 = 10;
@@ -49,7 +50,13 @@ pub struct Shard {
     topic_names: RefCell<HashMap<[u8; 16], String>>,
     topology_generation: Cell<u64>,
     next_bootstrap: Cell<usize>,
+    /// Failures that come in floods (out of file descriptors, a broker down), logged once a burst.
+    accept_failures: RefCell<Burst>,
+    upstream_failures: RefCell<Burst>,
 }
+
+/// How long a burst of the same failure is counted before its count is logged.
+const BURST_WINDOW: Duration = Duration::from_secs(1);
 
 /// Runs one shard until shutdown has drained its connections.
 pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<(), String> {
@@ -66,6 +73,8 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
         topic_names: RefCell::default(),
         topology_generation: Cell::new(u64::MAX),
         next_bootstrap: Cell::new(0),
+        accept_failures: RefCell::new(Burst::new(BURST_WINDOW)),
+        upstream_failures: RefCell::new(Burst::new(BURST_WINDOW)),
     });
     shard.listen(Target::Bootstrap, shard.config.port_start).map_err(|e| {
         format!("cannot listen on {}:{}: {e}", shard.config.bind_host, shard.config.port_start)
@@ -101,6 +110,7 @@ async fn housekeeping(shard: Rc<Shard>) {
                 .collect();
             shard.learn_brokers(&seen);
         }
+        shard.report_bursts();
         ticks += 1;
         if ticks.is_multiple_of(PUBLISH_LATENCY_EVERY) {
             shard.latency.publish(&shard.metrics);
@@ -122,6 +132,17 @@ impl Shard {
         }
     }
 
+    /// Logs how often a failure repeated once its burst is over.
+    fn report_bursts(&self) {
+        let now = Instant::now();
+        if let Some(repeats) = self.accept_failures.borrow_mut().closed(now) {
+            warn!(repeats, "accepting connections failed {repeats} more times in the last second");
+        }
+        if let Some(repeats) = self.upstream_failures.borrow_mut().closed(now) {
+            warn!(repeats, "{repeats} more clients closed in the last second: upstream unreachable");
+        }
+    }
+
     /// The node id of the broker at `address`, if this shard knows it.
     fn node_at(&self, address: &str) -> Option<i32> {
         self.brokers.borrow().iter().find(|(_, known)| known.as_str() == address).map(|(&id, _)| id)
@@ -134,15 +155,16 @@ impl Shard {
         for broker in seen {
             let known = self.brokers.borrow_mut().insert(broker.node_id, broker.address.clone());
             if known.as_deref() != Some(broker.address.as_str()) {
-                debug!("broker {} is at {}", broker.node_id, broker.address);
+                debug!(node = broker.node_id, address = %broker.address, "broker address learned");
             }
             if self.listening.borrow().contains_key(&broker.node_id) {
                 continue;
             }
             let Some(port) = self.ports.port_for(broker.node_id) else {
                 error!(
-                    "broker {} cannot be given a kaos port above {}",
-                    broker.node_id, self.config.port_start
+                    node = broker.node_id,
+                    port_start = self.config.port_start,
+                    "broker cannot be given a kaos port (port-start + 1 + node id > 65535)"
                 );
                 continue;
             };
@@ -151,14 +173,15 @@ impl Shard {
                     self.listening.borrow_mut().insert(broker.node_id, port);
                     if self.id == 0 {
                         info!(
-                            "broker {} ({}) is served on {}:{port}",
+                            node = broker.node_id,
+                            address = %broker.address,
+                            "broker {} is served on {}:{port}",
                             broker.node_id,
-                            broker.address,
                             self.ports.advertised_host.as_str()
                         );
                     }
                 }
-                Err(e) => error!("cannot listen for broker {} on port {port}: {e}", broker.node_id),
+                Err(e) => error!(node = broker.node_id, port, error = %e, "cannot listen for broker"),
             }
         }
     }
@@ -180,7 +203,9 @@ impl Shard {
                         glommio::spawn_local(serve(shard.clone(), client, target)).detach();
                     }
                     Some(Err(e)) => {
-                        warn!("accept on port {port} failed: {e}");
+                        if shard.accept_failures.borrow_mut().occur(Instant::now()) {
+                            warn!(port, error = %e, "accept failed (repeats within a second are counted)");
+                        }
                         sleep(Duration::from_millis(10)).await;
                     }
                 }
@@ -234,8 +259,8 @@ impl Shard {
         while self.drain.live.get() > 0 {
             if Instant::now() >= deadline {
                 warn!(
-                    "shutdown timeout: closing {} connections with requests in flight",
-                    self.drain.live.get()
+                    connections = self.drain.live.get(),
+                    "shutdown timeout: closing connections with requests in flight"
                 );
                 return;
             }
@@ -252,7 +277,9 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
     match shard.connect_upstream(target).await {
         Err(why) => {
             metrics.upstream_connect_failures.add(1);
-            warn!("closing client {peer}: upstream {target:?} unreachable: {why}");
+            if shard.upstream_failures.borrow_mut().occur(Instant::now()) {
+                warn!(%peer, ?target, error = %why, "closing client: upstream unreachable");
+            }
         }
         Ok((broker, node)) => {
             let _ = client.set_nodelay(true);
@@ -260,20 +287,18 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
             let upstream = peer_name(&broker);
             let key = shard.drain.key();
             match Connection::new(&shard, client, broker, node, key).run().await {
-                End::ClientClosed => debug!("client {peer} closed; closed broker side {upstream}"),
-                End::Drained => debug!("client {peer} drained for shutdown"),
-                End::BrokerClosed => {
-                    info!("broker {upstream} closed the connection; closing client {peer}")
-                }
+                End::ClientClosed => debug!(%peer, %upstream, "client closed; broker side closed"),
+                End::Drained => debug!(%peer, %upstream, "drained for shutdown"),
+                End::BrokerClosed => info!(%peer, %upstream, "broker closed the connection; client closed"),
                 End::ClientMalformed(why) => {
                     metrics.connections_rejected.add(1);
-                    warn!("closing client {peer}: {why}");
+                    warn!(%peer, %upstream, error = %why, "closing client: it sent a malformed frame");
                 }
                 End::BrokerMalformed(why) => {
                     metrics.connections_rejected.add(1);
-                    warn!("closing client {peer}: broker {upstream} sent a bad response: {why}");
+                    warn!(%peer, %upstream, error = %why, "closing client: the broker sent a response kaos cannot relay");
                 }
-                End::Io(e) => debug!("connection {peer} <-> {upstream} ended: {e}"),
+                End::Io(e) => debug!(%peer, %upstream, error = %e, "connection ended"),
             }
         }
     }

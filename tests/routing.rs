@@ -131,6 +131,8 @@ fn every_broker_gets_its_own_port_including_one_that_joins_later() {
     let answered_by = metadata(&format!("127.0.0.1:{}", kaos.broker_port(3))).cluster_id.unwrap();
     assert_eq!(answered_by.as_str(), "fake-3");
     common::wait_until("kaos to log the new broker", Duration::from_secs(10), || {
-        kaos.log().contains("broker 3 (127.0.0.1:")
+        kaos.log()
+            .lines()
+            .any(|line| line.contains("broker 3 is served on") && line.contains("address=127.0.0.1:"))
     });
 }

@@ -7,7 +7,6 @@ use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::{Effect, FaultContext, TopicFilter};
-use crate::warn;
 use crate::wire::TopicNames;
 
 /// baseOffset (i64) + batchLength (i32): the bytes before `batchLength` counts.
@@ -88,7 +87,7 @@ pub fn rewrite_effect(
         Ok(0) => None,
         Ok(changed) => Some(Effect::Rewrote(changed)),
         Err(why) => {
-            warn!("{feature} left a request alone: {why}");
+            tracing::warn!(feature, error = %why, "record rewrite skipped: the request is relayed as it came");
             None
         }
     }

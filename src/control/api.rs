@@ -17,7 +17,7 @@ use super::persist::RulesFile;
 use crate::chaos::rule::{RuleKey, parse_api_key};
 use crate::chaos::{ConfigError, Direction, FaultSpec, Rule, RuleSet};
 use crate::shared::Shared;
-use crate::{error, info};
+use tracing::{error, info};
 
 /// An API answer: status and JSON body.
 pub type Reply = (u16, Value);
@@ -53,11 +53,8 @@ impl RuleStore {
             store.formats.insert((tenant, topic), format);
         }
         if !store.rules.is_empty() {
-            info!(
-                "loaded {} chaos rules from {}",
-                store.rules.len(),
-                store.file.as_ref().expect("set").path().display()
-            );
+            let path = store.file.as_ref().expect("set").path().display().to_string();
+            info!(path, "loaded {} chaos rules", store.rules.len());
         }
         store.publish(shared);
         Ok(store)
@@ -83,7 +80,7 @@ impl RuleStore {
         let before = change(self);
         if let Err(why) = self.save() {
             undo(self, before);
-            error!("{why}");
+            error!(error = %why, "rules file not saved; change undone");
             return Err((500, json!({ "error": format!("not applied: {why}") })));
         }
         self.publish(shared);
@@ -144,7 +141,7 @@ impl RuleStore {
         if let Err(reply) = committed {
             return reply;
         }
-        info!("chaos rule set: {answer}");
+        info!(rule = %answer, "chaos rule set");
         (200, answer)
     }
 
@@ -194,7 +191,7 @@ impl RuleStore {
         if let Err(reply) = committed {
             return reply;
         }
-        info!("chaos rule removed: {removed}");
+        info!(rule = %removed, "chaos rule removed");
         (200, removed)
     }
 
@@ -240,7 +237,7 @@ impl RuleStore {
         if let Err(reply) = committed {
             return reply;
         }
-        info!("tenant {tenant} topic {topic} uses {format}");
+        info!(tenant, topic, format, "message format registered");
         (200, json!({"tenant": tenant, "topic": topic, "messageFormat": format}))
     }
 

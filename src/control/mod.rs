@@ -23,7 +23,7 @@ use persist::RulesFile;
 use crate::chaos::{FAULTS, FaultSpec};
 use crate::config::Config;
 use crate::shared::Shared;
-use crate::warn;
+use tracing::warn;
 
 /// The largest request body the admin API reads.
 const MAX_BODY: u64 = 1 << 20;
@@ -88,7 +88,7 @@ impl Control {
                 Ok(Some(request)) => request,
                 Ok(None) => continue,
                 Err(e) => {
-                    warn!("admin API receive failed: {e}");
+                    warn!(error = %e, "admin API receive failed");
                     continue;
                 }
             };
@@ -109,7 +109,7 @@ impl Control {
                 });
                 if let Err(e) = spawned {
                     self.readers.fetch_sub(1, Ordering::Relaxed);
-                    warn!("admin API cannot start a body reader: {e}");
+                    warn!(error = %e, "admin API cannot start a body reader");
                 }
             }
         }
@@ -155,7 +155,7 @@ fn answer(request: Request, status: u16, content_type: &str, text: String) {
     let header = Header::from_bytes("Content-Type", content_type).expect("static header is valid");
     let response = Response::from_string(text).with_status_code(status).with_header(header);
     if let Err(e) = request.respond(response) {
-        warn!("admin API could not answer: {e}");
+        warn!(error = %e, "admin API could not answer");
     }
 }
 

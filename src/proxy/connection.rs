@@ -23,9 +23,9 @@ use super::rewrite::{self, Learned};
 use crate::chaos::RuleSet;
 use crate::chaos::plan::{Plan, Scope};
 use crate::shard::Shard;
-use crate::warn;
 use crate::wire::frame::{self, LENGTH_PREFIX, ProduceTopics, REQUEST_PREFIX, RESPONSE_PREFIX};
 use crate::wire::{RequestPrefix, TopicNames, with_length_prefix};
+use tracing::warn;
 
 /// Iterations of the connection loop before it yields to other tasks on the shard.
 const BUDGET: usize = 32;
@@ -315,7 +315,7 @@ impl Router for RequestRouter<'_, '_> {
             Ok(outcome) => outcome,
             Err(why) => {
                 shard.metrics.chaos_undecodable.add(1);
-                warn!("chaos rule skipped, request relayed untouched: {why}");
+                warn!(api = request.api_key, version = request.api_version, error = %why, "chaos rule skipped; request relayed untouched");
                 self.push(request, expects_response, upstream);
                 return Ok(Emit::original(None));
             }

@@ -1,0 +1,101 @@
+//! Logging: `tracing` events with fields (`peer`, `upstream`, `shard`, `api`, ...), written to
+//! stderr by tracing-subscriber, one line each:
+//! `2026-11-27T04:39:30.123456Z  WARN shard-0 kaos::shard: closing client peer=... error=...`.
+//!
+//! The level comes from `--log-level`, or from `RUST_LOG` when it is set (full filter syntax, for
+//! example `kaos=debug,glommio=warn`). glommio and tiny_http log through the `log` crate; their
+//! records are bridged into the same output, at the same level, instead of being dropped.
+
+use std::time::{Duration, Instant};
+
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::EnvFilter;
+
+/// Starts logging; call once, first thing.
+pub fn init(level: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new(format!("{level},glommio=warn")));
+    let max = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    // The bridge drops `log` records above the level kaos logs at before they are formatted, so
+    // glommio's own trace points cost nothing on the data path.
+    let _ = tracing_log::LogTracer::init_with_filter(log_level(max));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_thread_names(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+fn log_level(level: LevelFilter) -> log::LevelFilter {
+    match level.into_level() {
+        None => log::LevelFilter::Off,
+        Some(tracing::Level::ERROR) => log::LevelFilter::Error,
+        Some(tracing::Level::WARN) => log::LevelFilter::Warn,
+        Some(tracing::Level::INFO) => log::LevelFilter::Info,
+        Some(tracing::Level::DEBUG) => log::LevelFilter::Debug,
+        Some(tracing::Level::TRACE) => log::LevelFilter::Trace,
+    }
+}
+
+/// Folds a burst of the same event into one line: the first occurrence is logged at once, the
+/// ones that follow within `window` are counted, and the count is logged when the window closes
+/// (300 "Too many open files" in one second become two lines, not 300).
+#[derive(Debug)]
+pub struct Burst {
+    window: Duration,
+    opened: Option<Instant>,
+    repeats: u64,
+}
+
+impl Burst {
+    pub fn new(window: Duration) -> Burst {
+        Burst { window, opened: None, repeats: 0 }
+    }
+
+    /// Records one occurrence; true when it must be logged (the first of a burst).
+    pub fn occur(&mut self, now: Instant) -> bool {
+        match self.opened {
+            Some(opened) if now.duration_since(opened) < self.window => {
+                self.repeats += 1;
+                false
+            }
+            _ => {
+                self.opened = Some(now);
+                self.repeats = 0;
+                true
+            }
+        }
+    }
+
+    /// How many repeats to report once the window has closed (then counting starts over).
+    pub fn closed(&mut self, now: Instant) -> Option<u64> {
+        let opened = self.opened?;
+        if now.duration_since(opened) < self.window || self.repeats == 0 {
+            return None;
+        }
+        let repeats = self.repeats;
+        self.repeats = 0;
+        Some(repeats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_one_line_and_a_count() {
+        let start = Instant::now();
+        let mut burst = Burst::new(Duration::from_secs(1));
+        let logged = (0..300).filter(|i| burst.occur(start + Duration::from_millis(*i))).count();
+        assert_eq!(logged, 1);
+        assert_eq!(burst.closed(start + Duration::from_millis(500)), None, "window still open");
+        assert_eq!(burst.closed(start + Duration::from_millis(1000)), Some(299));
+        assert_eq!(burst.closed(start + Duration::from_millis(1500)), None, "reported once");
+        assert!(burst.occur(start + Duration::from_millis(1600)), "a later one starts a new burst");
+    }
+}
