@@ -8,6 +8,7 @@
 //!   other's internals: `proxy` asks `chaos` what to do, `chaos` never calls `proxy`).
 //! - `control`: the REST API and Prometheus metrics, on a plain thread.
 //! - `cluster`: the upstream broker list and readiness.
+//! - `metrics`: the shards' single-writer counters and latency histograms.
 //! - `logging`: `tracing` output, with `log` records from glommio and tiny_http bridged in.
 
 pub mod chaos;
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod shard;
 pub mod shared;

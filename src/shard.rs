@@ -15,8 +15,8 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::timer::sleep;
 
 use crate::config::Config;
-use crate::control::metrics::{LatencyRecorder, ShardMetrics};
 use crate::logging::Burst;
+use crate::metrics::{LatencyRecorder, ShardMetrics};
 use crate::proxy::connection::{Connection, End, peer_name};
 use crate::proxy::rewrite::{BrokerPorts, Learned, SeenBroker};
 use crate::shared::Shared;

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::chaos::RuleSet;
 use crate::cluster::Topology;
-use crate::control::metrics::ShardMetrics;
+use crate::metrics::ShardMetrics;
 
 #[derive(Debug)]
 pub struct Shared {

@@ -192,7 +192,7 @@ fn route(
     method: &Method,
     url: &str,
     body: &[u8],
-    shared: &Shared,
+    shared: &Arc<Shared>,
     store: &mut RuleStore,
 ) -> (u16, &'static str, String) {
     let path = url.split('?').next().unwrap_or(url);
@@ -206,9 +206,7 @@ fn route(
         (Method::Get, "/ready") => {
             (503, JSON, r#"{"ready":false,"reason":"upstream cluster has not answered Metadata"}"#.into())
         }
-        (Method::Get, "/metrics") => {
-            (200, "text/plain; version=0.0.4", metrics::render(&shared.shard_metrics, ready))
-        }
+        (Method::Get, "/metrics") => (200, metrics::CONTENT_TYPE, metrics::render(shared)),
         (Method::Get, "/openapi.json") => (200, JSON, openapi::document().to_string()),
         (Method::Get, "/features") => {
             (200, JSON, Value::from(FAULTS.iter().map(FaultSpec::describe).collect::<Vec<_>>()).to_string())
@@ -242,7 +240,7 @@ mod tests {
 
     #[test]
     fn every_route_is_answered_and_documented() {
-        let shared = Shared::new(1);
+        let shared = Arc::new(Shared::new(1));
         let mut store = RuleStore::default();
         for (method, template) in ROUTES {
             let method: Method = method.parse().unwrap();
@@ -266,7 +264,8 @@ mod tests {
 
     #[test]
     fn unknown_routes_get_a_json_404() {
-        let (status, _, body) = route(&Method::Get, "/nope", b"", &Shared::new(1), &mut RuleStore::default());
+        let (status, _, body) =
+            route(&Method::Get, "/nope", b"", &Arc::new(Shared::new(1)), &mut RuleStore::default());
         assert_eq!(status, 404);
         assert!(body.contains("no route for GET /nope"));
     }
