@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use bytes::BytesMut;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::shared::Shared;
+use crate::wire::CodecError;
+use crate::wire::codec::{decode_response, encode_frame};
 use tracing::{info, warn};
 
 const METADATA_VERSION: i16 = 1;
@@ -61,37 +63,55 @@ pub fn spawn_watcher(
     })
 }
 
+/// Why a bootstrap server gave no broker list.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("{server}: {source}")]
+    Io { server: String, source: std::io::Error },
+    #[error("{server}: the name resolves to no address")]
+    NoAddress { server: String },
+    #[error("{server}: Metadata response of {length} bytes is implausible")]
+    Implausible { server: String, length: i64 },
+    #[error("{server}: {source}")]
+    Decode { server: String, source: CodecError },
+    #[error("no bootstrap server answered: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NoneAnswered(Vec<MetadataError>),
+}
+
 /// Asks each bootstrap server in turn for the broker list until one answers.
-pub fn fetch_brokers(bootstrap: &[String]) -> Result<BTreeMap<i32, String>, String> {
+pub fn fetch_brokers(bootstrap: &[String]) -> Result<BTreeMap<i32, String>, MetadataError> {
     let mut failures = Vec::new();
     for server in bootstrap {
         match metadata_from(server) {
             Ok(brokers) => return Ok(brokers),
-            Err(why) => failures.push(format!("{server}: {why}")),
+            Err(why) => failures.push(why),
         }
     }
-    Err(failures.join("; "))
+    Err(MetadataError::NoneAnswered(failures))
 }
 
-fn metadata_from(server: &str) -> Result<BTreeMap<i32, String>, String> {
-    let address = server.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
-    let mut stream = TcpStream::connect_timeout(&address, IO_TIMEOUT).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-    stream.write_all(&metadata_request()).map_err(|e| e.to_string())?;
+fn metadata_from(server: &str) -> Result<BTreeMap<i32, String>, MetadataError> {
+    let io = |source| MetadataError::Io { server: server.to_owned(), source };
+    let address = server
+        .to_socket_addrs()
+        .map_err(io)?
+        .next()
+        .ok_or(MetadataError::NoAddress { server: server.to_owned() })?;
+    let mut stream = TcpStream::connect_timeout(&address, IO_TIMEOUT).map_err(io)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    stream.write_all(&metadata_request()).map_err(io)?;
 
     let mut length = [0u8; 4];
-    stream.read_exact(&mut length).map_err(|e| e.to_string())?;
-    let length = usize::try_from(i32::from_be_bytes(length)).map_err(|_| "negative frame length")?;
-    if length > 64 << 20 {
-        return Err(format!("Metadata response of {length} bytes is implausible"));
+    stream.read_exact(&mut length).map_err(io)?;
+    let length = i32::from_be_bytes(length);
+    if !(0..=64 << 20).contains(&length) {
+        return Err(MetadataError::Implausible { server: server.to_owned(), length: length.into() });
     }
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
-    let mut body = Bytes::from(body);
-    let header_version = ApiKey::Metadata.response_header_version(METADATA_VERSION);
-    ResponseHeader::decode(&mut body, header_version).map_err(|e| e.to_string())?;
-    let response = MetadataResponse::decode(&mut body, METADATA_VERSION).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; length as usize];
+    stream.read_exact(&mut body).map_err(io)?;
+    let (_, response): (_, MetadataResponse) = decode_response(ApiKey::Metadata, METADATA_VERSION, &body)
+        .map_err(|source| MetadataError::Decode { server: server.to_owned(), source })?;
     Ok(response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect())
 }
 
@@ -104,11 +124,6 @@ fn metadata_request() -> BytesMut {
     // An empty topic list asks for brokers only.
     let request = MetadataRequest::default().with_topics(Some(vec![]));
     let header_version = ApiKey::Metadata.request_header_version(METADATA_VERSION);
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    header.encode(&mut frame, header_version).expect("static Metadata header encodes");
-    request.encode(&mut frame, METADATA_VERSION).expect("static Metadata request encodes");
-    let length = (frame.len() - 4) as i32;
-    frame[..4].copy_from_slice(&length.to_be_bytes());
-    frame
+    encode_frame(ApiKey::Metadata, &header, header_version, &request, METADATA_VERSION)
+        .expect("a static Metadata request encodes")
 }

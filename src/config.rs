@@ -76,13 +76,10 @@ pub struct Config {
 
 impl Config {
     /// Checks what clap cannot: a wildcard bind address is no address a client can dial.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         let wildcard = matches!(self.bind_host.as_str(), "0.0.0.0" | "::" | "[::]");
         if wildcard && self.advertised_host.is_none() {
-            return Err(format!(
-                "--bind-host {} needs --advertised-host: the name clients should dial to reach kaos",
-                self.bind_host
-            ));
+            return Err(InvalidConfig::WildcardWithoutAdvertisedHost(self.bind_host.clone()));
         }
         Ok(())
     }
@@ -96,19 +93,29 @@ impl Config {
     }
 }
 
+/// Flags that parse but do not make sense together, or values clap cannot check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidConfig {
+    #[error("--bind-host {0} needs --advertised-host: the name clients should dial to reach kaos")]
+    WildcardWithoutAdvertisedHost(String),
+    #[error("'{0}' is not a duration such as 10s or 500ms")]
+    NotADuration(String),
+    #[error("unknown duration unit '{0}' (use ms, s, m or h)")]
+    UnknownUnit(String),
+}
+
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidConfig> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 =
-        digits.parse().map_err(|_| format!("'{text}' is not a duration such as 10s or 500ms"))?;
+    let value: u64 = digits.parse().map_err(|_| InvalidConfig::NotADuration(text.to_owned()))?;
     match unit {
         "ms" => Ok(Duration::from_millis(value)),
         "" | "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        "h" => Ok(Duration::from_secs(value * 3600)),
-        other => Err(format!("unknown duration unit '{other}' (use ms, s, m or h)")),
+        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(value.saturating_mul(3600))),
+        other => Err(InvalidConfig::UnknownUnit(other.to_owned())),
     }
 }
 
@@ -138,7 +145,7 @@ mod tests {
     #[test]
     fn wildcard_bind_needs_an_advertised_host() {
         let config = Config::parse_from(["kaos", "--bootstrap-servers", "a:1", "--bind-host", "0.0.0.0"]);
-        assert!(config.validate().unwrap_err().contains("--advertised-host"));
+        assert!(config.validate().unwrap_err().to_string().contains("--advertised-host"));
         let config = Config::parse_from([
             "kaos",
             "--bootstrap-servers",

@@ -30,8 +30,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Errors reach here typed and leave as text: the edge of the program.
 fn run(config: Arc<Config>) -> Result<(), String> {
-    config.validate()?;
+    config.validate().map_err(|e| e.to_string())?;
     let shards = config.shard_count();
     let shared = Arc::new(Shared::new(shards));
     let signalled = Arc::new(AtomicBool::new(false));
@@ -39,7 +40,7 @@ fn run(config: Arc<Config>) -> Result<(), String> {
         signal_hook::flag::register(signal, signalled.clone()).map_err(|e| e.to_string())?;
     }
 
-    let control = control::spawn(&config, shared.clone())?;
+    let control = control::spawn(&config, shared.clone()).map_err(|e| e.to_string())?;
     let watcher = cluster::spawn_watcher(config.bootstrap_servers.clone(), shared.clone())
         .map_err(|e| e.to_string())?;
 

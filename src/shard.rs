@@ -12,7 +12,8 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use glommio::net::{TcpListener, TcpStream};
-use glommio::timer::sleep;
+use glommio::sync::Gate;
+use glommio::timer::{sleep, timeout};
 
 use crate::config::Config;
 use crate::logging::Burst;
@@ -42,6 +43,8 @@ pub struct Shard {
     pub latency: LatencyRecorder,
     pub ports: BrokerPorts,
     pub drain: Drain,
+    /// Every served connection holds a pass; closing the gate waits for them all.
+    connections: Gate,
     /// Real broker addresses by node id, as this shard last learned them.
     brokers: RefCell<BTreeMap<i32, String>>,
     /// Node ids this shard has a listener for.
@@ -58,8 +61,26 @@ pub struct Shard {
 /// How long a burst of the same failure is counted before its count is logged.
 const BURST_WINDOW: Duration = Duration::from_secs(1);
 
+/// Why a shard could not serve.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {host}:{port}: {source}")]
+pub struct ListenError {
+    host: String,
+    port: u16,
+    source: std::io::Error,
+}
+
+/// Why no upstream connection could be opened for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("broker {0} has no known address")]
+    UnknownBroker(i32),
+    #[error("{}", .0.iter().map(|(address, e)| format!("{address}: {e}")).collect::<Vec<_>>().join("; "))]
+    Unreachable(Vec<(String, std::io::Error)>),
+}
+
 /// Runs one shard until shutdown has drained its connections.
-pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<(), String> {
+pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<(), ListenError> {
     let shard = Rc::new(Shard {
         id,
         metrics: shared.shard_metrics[id].clone(),
@@ -68,6 +89,7 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
         shared,
         latency: LatencyRecorder::default(),
         drain: Drain::default(),
+        connections: Gate::new(),
         brokers: RefCell::default(),
         listening: RefCell::default(),
         topic_names: RefCell::default(),
@@ -76,8 +98,10 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
         accept_failures: RefCell::new(Burst::new(BURST_WINDOW)),
         upstream_failures: RefCell::new(Burst::new(BURST_WINDOW)),
     });
-    shard.listen(Target::Bootstrap, shard.config.port_start).map_err(|e| {
-        format!("cannot listen on {}:{}: {e}", shard.config.bind_host, shard.config.port_start)
+    shard.listen(Target::Bootstrap, shard.config.port_start).map_err(|source| ListenError {
+        host: shard.config.bind_host.clone(),
+        port: shard.config.port_start,
+        source,
     })?;
     glommio::spawn_local(housekeeping(shard.clone())).detach();
     shard.drain.wait_started(shard.drain.key()).await;
@@ -216,11 +240,11 @@ impl Shard {
     }
 
     /// Connects to the broker behind `target`; returns the stream and the broker's node id.
-    async fn connect_upstream(&self, target: Target) -> Result<(TcpStream, Option<i32>), String> {
+    async fn connect_upstream(&self, target: Target) -> Result<(TcpStream, Option<i32>), UpstreamError> {
         let candidates: Vec<String> = match target {
             Target::Broker(node_id) => {
                 let known = self.brokers.borrow().get(&node_id).cloned();
-                vec![known.ok_or_else(|| format!("broker {node_id} has no known address"))?]
+                vec![known.ok_or(UpstreamError::UnknownBroker(node_id))?]
             }
             Target::Bootstrap => {
                 let servers = &self.config.bootstrap_servers;
@@ -231,13 +255,16 @@ impl Shard {
         };
         let mut failures = Vec::new();
         for address in candidates {
-            let resolved = std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
-                .map_err(|e| e.to_string())
-                .and_then(|mut addrs| addrs.next().ok_or_else(|| "no address".to_owned()));
+            let resolved =
+                std::net::ToSocketAddrs::to_socket_addrs(address.as_str()).and_then(|mut addrs| {
+                    addrs
+                        .next()
+                        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
+                });
             let attempt = match resolved {
                 Ok(socket_addr) => TcpStream::connect_timeout(socket_addr, UPSTREAM_CONNECT_TIMEOUT)
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(std::io::Error::from),
                 Err(e) => Err(e),
             };
             match attempt {
@@ -248,31 +275,27 @@ impl Shard {
                     };
                     return Ok((stream, node));
                 }
-                Err(e) => failures.push(format!("{address}: {e}")),
+                Err(e) => failures.push((address, e)),
             }
         }
-        Err(failures.join("; "))
+        Err(UpstreamError::Unreachable(failures))
     }
 
+    /// Waits, up to `--shutdown-timeout`, for every connection to finish its requests in flight.
     async fn finish_drain(&self) {
-        let deadline = Instant::now() + self.config.shutdown_timeout;
-        while self.drain.live.get() > 0 {
-            if Instant::now() >= deadline {
-                warn!(
-                    connections = self.drain.live.get(),
-                    "shutdown timeout: closing connections with requests in flight"
-                );
-                return;
-            }
-            sleep(Duration::from_millis(20)).await;
+        if timeout(self.config.shutdown_timeout, self.connections.close()).await.is_err() {
+            let open =
+                self.metrics.connections_opened.get().saturating_sub(self.metrics.connections_closed.get());
+            warn!(connections = open, "shutdown timeout: closing connections with requests in flight");
         }
     }
 }
 
 async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
+    // A client that connects once the drain has begun is closed at once.
+    let Ok(_open) = shard.connections.enter() else { return };
     let metrics = &shard.metrics;
     metrics.connections_opened.add(1);
-    shard.drain.live.set(shard.drain.live.get() + 1);
     let peer = peer_name(&client);
     match shard.connect_upstream(target).await {
         Err(why) => {
@@ -302,15 +325,14 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
             }
         }
     }
-    shard.drain.live.set(shard.drain.live.get() - 1);
     metrics.connections_closed.add(1);
 }
 
-/// Graceful shutdown on one shard: a flag, the live connection count, and the tasks to wake.
+/// Graceful shutdown on one shard: a flag, and the tasks to wake when it goes up (the gate in
+/// `Shard::connections` counts the connections still open).
 #[derive(Debug, Default)]
 pub struct Drain {
     started: Cell<bool>,
-    live: Cell<usize>,
     watchers: RefCell<HashMap<u64, Waker>>,
     next_key: Cell<u64>,
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::persist::RulesFile;
+use super::persist::{RulesFile, RulesFileError};
 use crate::chaos::rule::{RuleKey, parse_api_key};
 use crate::chaos::{ConfigError, Direction, FaultSpec, Rule, RuleSet};
 use crate::shared::Shared;
@@ -43,7 +43,7 @@ fn not_found(what: String) -> Reply {
 
 impl RuleStore {
     /// A store backed by `--rules-file`: loads what it holds and publishes it.
-    pub fn open(file: RulesFile, shared: &Shared) -> Result<RuleStore, String> {
+    pub fn open(file: RulesFile, shared: &Shared) -> Result<RuleStore, RulesFileError> {
         let saved = file.load()?;
         let mut store = RuleStore { file: Some(file), ..RuleStore::default() };
         for rule in saved.rules {
@@ -61,7 +61,7 @@ impl RuleStore {
     }
 
     /// Saves the current state, if there is a file to save to.
-    fn save(&self) -> Result<(), String> {
+    fn save(&self) -> Result<(), RulesFileError> {
         let Some(file) = &self.file else { return Ok(()) };
         let formats = self
             .formats

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use api::RuleStore;
-use persist::RulesFile;
+use persist::{RulesFile, RulesFileError};
 
 use crate::chaos::{FAULTS, FaultSpec};
 use crate::config::Config;
@@ -30,9 +30,20 @@ const MAX_BODY: u64 = 1 << 20;
 
 /// Binds the admin address and loads `--rules-file` now (so either failing stops start-up), then
 /// serves the API on a thread until shutdown.
-pub fn spawn(config: &Config, shared: Arc<Shared>) -> Result<std::thread::JoinHandle<()>, String> {
+/// Why the control thread could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot serve the admin API on {addr}: {reason}")]
+    Bind { addr: std::net::SocketAddr, reason: String },
+    #[error(transparent)]
+    RulesFile(#[from] RulesFileError),
+    #[error("cannot start the control thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+pub fn spawn(config: &Config, shared: Arc<Shared>) -> Result<std::thread::JoinHandle<()>, StartError> {
     let addr = config.admin_addr;
-    let server = Server::http(addr).map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
+    let server = Server::http(addr).map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
     let store = match &config.rules_file {
         Some(path) => RuleStore::open(RulesFile::new(path), &shared)?,
         None => RuleStore::default(),
@@ -47,7 +58,7 @@ pub fn spawn(config: &Config, shared: Arc<Shared>) -> Result<std::thread::JoinHa
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || control.serve(&server))
-        .map_err(|e| e.to_string())
+        .map_err(StartError::Thread)
 }
 
 /// The control thread's state. It never blocks on a client: bodies that tiny_http has not

@@ -15,7 +15,8 @@ pub fn document() -> Value {
     let operations = document["paths"].as_object_mut().into_iter().flat_map(|paths| paths.values_mut());
     for operation in operations.flat_map(|operations| operations.as_object_mut()).flat_map(|o| o.values_mut())
     {
-        let parameters = operation["parameters"].as_array_mut().into_iter().flatten();
+        // `get_mut`, not indexing: indexing a missing key would insert `"parameters": null`.
+        let parameters = operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten();
         for parameter in parameters.filter(|parameter| parameter["name"] == "feature") {
             parameter["schema"]["enum"] = json!(names);
         }
@@ -55,5 +56,11 @@ mod tests {
             .unwrap();
         assert_eq!(invalid_schema["required"], json!(["fakeSchemaId"]));
         assert!(invalid_schema["properties"]["topics"].is_object(), "shared fields are in every config");
+        for (path, operations) in document["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                let parameters = operation.get("parameters");
+                assert!(parameters.is_none_or(Value::is_array), "{method} {path}: parameters must be a list");
+            }
+        }
     }
 }

@@ -17,6 +17,17 @@ use serde_json::{Value, json};
 
 use crate::chaos::Rule;
 
+/// A rules file kaos cannot read or write.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesFileError {
+    #[error("cannot read rules file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("rules file {} line {line}: {reason}", path.display())]
+    Line { path: PathBuf, line: usize, reason: String },
+    #[error("cannot save rules to {}: {source}", path.display())]
+    Save { path: PathBuf, source: std::io::Error },
+}
+
 /// What a rules file holds.
 #[derive(Debug, Default)]
 pub struct Saved {
@@ -40,18 +51,19 @@ impl RulesFile {
     }
 
     /// Reads the file; a missing file is an empty one.
-    pub fn load(&self) -> Result<Saved, String> {
+    pub fn load(&self) -> Result<Saved, RulesFileError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Saved::default()),
-            Err(e) => return Err(format!("cannot read rules file {}: {e}", self.path.display())),
+            Err(source) => return Err(RulesFileError::Read { path: self.path.clone(), source }),
         };
         let mut saved = Saved::default();
         for (index, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let at = |why: String| format!("rules file {} line {}: {why}", self.path.display(), index + 1);
+            let at =
+                |reason: String| RulesFileError::Line { path: self.path.clone(), line: index + 1, reason };
             let entry: Value = serde_json::from_str(line).map_err(|e| at(format!("not JSON: {e}")))?;
             let text = |key: &str| {
                 entry
@@ -75,7 +87,7 @@ impl RulesFile {
                 &text("feature")?,
                 body.to_string().as_bytes(),
             )
-            .map_err(|e| at(format!("{}: {}", e.field, e.reason)))?;
+            .map_err(|e| at(e.to_string()))?;
             saved.rules.push(rule);
         }
         Ok(saved)
@@ -86,7 +98,7 @@ impl RulesFile {
         &self,
         rules: impl Iterator<Item = &'a Rule>,
         formats: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RulesFileError> {
         let mut text = String::new();
         for rule in rules {
             let mut line =
@@ -102,7 +114,7 @@ impl RulesFile {
             text.push('\n');
         }
         self.write_atomically(text.as_bytes())
-            .map_err(|e| format!("cannot save rules to {}: {e}", self.path.display()))
+            .map_err(|source| RulesFileError::Save { path: self.path.clone(), source })
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> std::io::Result<()> {
@@ -168,10 +180,12 @@ mod tests {
         )
         .unwrap();
         let error = RulesFile::new(&path).load().unwrap_err();
-        assert!(error.contains("line 3") && error.contains("not JSON"), "{error}");
+        assert!(matches!(error, RulesFileError::Line { line: 3, .. }), "{error}");
+        assert!(error.to_string().contains("not JSON"), "{error}");
         fs::write(&path, "{\"tenant\":\"t\",\"user\":\"u\",\"feature\":\"slow-broker\",\"apiKeys\":\"PRODUCE\",\"config\":{\"speed\":1}}\n").unwrap();
         let error = RulesFile::new(&path).load().unwrap_err();
-        assert!(error.contains("line 1") && error.contains("config.speed"), "{error}");
+        assert!(matches!(error, RulesFileError::Line { line: 1, .. }), "{error}");
+        assert!(error.to_string().contains("config.speed"), "{error}");
         assert!(
             RulesFile::new(temp_path("missing").with_file_name("absent.jsonl"))
                 .load()

@@ -2,7 +2,7 @@
 //! kaos must look inside, and the version range kafka-protocol can decode.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// A message kaos could not encode or decode.
@@ -55,6 +55,22 @@ pub fn decode_request<T: Decodable>(
     let failed = |e| CodecError::Decode { api, version, why: text(e) };
     let mut bytes = Bytes::copy_from_slice(body);
     let header = RequestHeader::decode(&mut bytes, api.request_header_version(version)).map_err(failed)?;
+    let message = T::decode(&mut bytes, version).map_err(failed)?;
+    Ok((header, message))
+}
+
+/// Decodes a response body (the frame after its length prefix) to `version` of `api`.
+pub fn decode_response<T: Decodable>(
+    api: ApiKey,
+    version: i16,
+    body: &[u8],
+) -> Result<(ResponseHeader, T), CodecError> {
+    if !decodable(api, version) {
+        return Err(CodecError::UnsupportedVersion { api, version });
+    }
+    let failed = |e| CodecError::Decode { api, version, why: text(e) };
+    let mut bytes = Bytes::copy_from_slice(body);
+    let header = ResponseHeader::decode(&mut bytes, api.response_header_version(version)).map_err(failed)?;
     let message = T::decode(&mut bytes, version).map_err(failed)?;
     Ok((header, message))
 }
