@@ -138,3 +138,22 @@ def kaos(tansu):
         yield proxy
     finally:
         proxy.process.stop()
+
+
+@pytest.fixture(scope="module")
+def module_kaos():
+    """A tansu and a kaos of its own for a whole test module, for modules of many short tests
+    that share one kaos (test_api_schema.py)."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    broker = Process("tansu", [os.environ["TANSU_BIN"], "broker", "--listener-url", url,
+                               "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
+    proxy = None
+    try:
+        wait_until("tansu", lambda: listening(port))
+        proxy = Kaos(f"127.0.0.1:{port}")
+        yield proxy
+    finally:
+        if proxy is not None:
+            proxy.process.stop()
+        broker.stop()
