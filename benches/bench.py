@@ -10,6 +10,9 @@ Suites (all by default; choose with --suites):
   connections  1, 8 and 64 producer connections sending flat out.
   rules        no rules, 20 rules that match nothing, 20 matching rules at rate 0%.
   chaos        random-bytes and invalid-schema at 100% of produce traffic vs pass-through.
+  baseline     (with --baseline-kaos) this kaos against another build of kaos, pass-through:
+               throughput (100 B and 1 KB, 1 partition) and round-trip latency, so a change can
+               show it costs nothing (`make bench-baseline BASELINE=<commit>`).
 
 Each run gets a fresh tansu (its memory engine keeps every record) and fresh topics. The machines
 are shared and noisy: only ratios from one invocation mean anything.
@@ -212,11 +215,18 @@ class Bench:
             "tansu-proxy": Target("tansu-proxy", self.tansu_proxy.port, prepare=self.tansu_proxy.restart),
             "haproxy": Target("haproxy", self.haproxy.port, self.haproxy.pid, advertised_port=self.haproxy.port),
         }
+        if args.baseline_kaos:
+            self.baseline_kaos = Kaos(args.baseline_kaos, self.tansu.port)
+            self.baseline_kaos.prepare()
+            self.targets["kaos-baseline"] = Target("kaos-baseline", self.baseline_kaos.port, self.baseline_kaos.pid,
+                                                   prepare=self.baseline_kaos.prepare)
         self.results = {}
         self.lines = []
 
     def stop(self):
-        for process in (self.kaos, self.haproxy, self.tansu_proxy, self.tansu):
+        for process in (self.kaos, getattr(self, "baseline_kaos", None), self.haproxy, self.tansu_proxy, self.tansu):
+            if process is None:
+                continue
             try:
                 process.stop()
             except Exception as error:  # keep stopping the others
@@ -293,6 +303,38 @@ class Bench:
         for name, (seconds, payload) in cpu.items():
             if payload:
                 self.report(f"\nCPU: {name} used {seconds / (payload / 1e9):.2f} CPU-seconds per GB of record payload")
+
+    def baseline(self):
+        if "kaos-baseline" not in self.targets:
+            sys.exit("the baseline suite needs --baseline-kaos")
+        sides = {n: self.targets[n] for n in ("kaos-baseline", "kaos")}
+        for size, records in ((100, self.args.records), (1000, self.args.records // 5)):
+            def run(target):
+                self.fresh(target, [("bench", 1)])
+                flags = ["-t", "bench", "-b", target.bootstrap]
+                produced = rate_from(perf(self.args.perf, ["-P", "-s", str(size), "-c", str(records), "-X", "acks=all",
+                                                           "-X", "linger.ms=5", *flags], target), r"in \d+ms: (\d+) msgs/s")
+                consumed = rate_from(perf(self.args.perf, ["-C", "-c", str(records), "-X", "fetch.wait.max.ms=10",
+                                                           "-p", "0", "-o", "beginning", *flags], target),
+                                     r"consumed in \d+ms: (\d+) msgs/s")
+                if produced is None or consumed is None:
+                    sys.exit(f"rdkafka_performance failed through {target.name}")
+                return {"produce msg/s": produced, "consume msg/s": consumed}
+            samples = self.paired(f"baseline {size}B", sides, run)
+            self.ratio_table(f"This kaos against the baseline build, {size}-byte records, 1 partition",
+                             samples, "kaos-baseline", ["kaos"], ["produce msg/s", "consume msg/s"])
+
+        def round_trip(target):
+            self.fresh(target, [("latency", 1)])
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                subprocess.run([self.args.loadtest, "--bootstrap-servers", target.bootstrap, "--topic", "latency",
+                                "--partitions", "1", "--closed-loop", str(self.args.latency_records),
+                                "--summary-json", out.name], check=True, stdout=subprocess.DEVNULL, timeout=300)
+                summary = json.load(open(out.name))["round_trip_us"]
+            return {"p50 µs": summary["p50"], "p99 µs": summary["p99"]}
+        samples = self.paired("baseline latency", sides, round_trip)
+        self.ratio_table("This kaos against the baseline build, round trip (lower is better)",
+                         samples, "kaos-baseline", ["kaos"], ["p50 µs", "p99 µs"])
 
     def latency(self):
         sides = {n: self.targets[n] for n in ("direct", "kaos", "haproxy")}
@@ -405,6 +447,7 @@ def main():
     parser.add_argument("--latency-records", type=int, default=2000)
     parser.add_argument("--connection-seconds", type=float, default=3)
     parser.add_argument("--suites", default="throughput,latency,connections,rules,chaos")
+    parser.add_argument("--baseline-kaos", help="another kaos binary, for the baseline suite")
     parser.add_argument("--output", help="also write the tables (markdown) to this file")
     args = parser.parse_args()
 

@@ -230,9 +230,28 @@ fn route(
         }
         _ => match store.handle(method.as_str(), path, body, shared) {
             Some((status, value)) => (status, JSON, value.to_string()),
-            None => (404, JSON, json!({ "error": format!("no route for {method} {path}") }).to_string()),
+            None => {
+                let allowed: Vec<&str> = ROUTES
+                    .iter()
+                    .filter(|(_, template)| matches_template(template, path))
+                    .map(|(m, _)| *m)
+                    .collect();
+                if allowed.is_empty() {
+                    (404, JSON, json!({ "error": format!("no route for {method} {path}") }).to_string())
+                } else {
+                    let error = format!("{method} is not allowed on {path}; allowed: {}", allowed.join(", "));
+                    (405, JSON, json!({ "error": error, "allowed": allowed }).to_string())
+                }
+            }
         },
     }
+}
+
+/// Whether `path` fits a route template such as `/tenant/{tenant}/user/{user}/feature`.
+fn matches_template(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template.iter().zip(&path).all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
 }
 
 #[cfg(test)]
@@ -274,10 +293,22 @@ mod tests {
     }
 
     #[test]
-    fn unknown_routes_get_a_json_404() {
+    fn unknown_routes_get_404_and_wrong_methods_405() {
         let (status, _, body) =
             route(&Method::Get, "/nope", b"", &Arc::new(Shared::new(1)), &mut RuleStore::default());
         assert_eq!(status, 404);
         assert!(body.contains("no route for GET /nope"));
+        let shared = Arc::new(Shared::new(1));
+        let (status, _, body) = route(
+            &Method::Put,
+            "/tenant/t/user/u/feature/slow-broker",
+            b"",
+            &shared,
+            &mut RuleStore::default(),
+        );
+        assert_eq!(status, 405, "{body}");
+        assert!(body.contains("POST"), "{body}");
+        let (status, _, _) = route(&Method::Delete, "/health", b"", &shared, &mut RuleStore::default());
+        assert_eq!(status, 405);
     }
 }
