@@ -273,27 +273,41 @@ class Bench:
 
     # --- suites -------------------------------------------------------------------------------
 
+    def produce_consume_rates(self, target, size, records, partitions, cpu=None):
+        """One rdkafka_performance produce run then one consume run on fresh topics: msg/s each.
+        With `cpu`, adds the target's CPU seconds and payload bytes to cpu[target.name]."""
+        self.fresh(target, [("bench", partitions)])
+        flags = ["-t", "bench", "-b", target.bootstrap]
+        before = cpu_seconds(target.pid) if cpu is not None and target.name in cpu else None
+        produced = rate_from(perf(self.args.perf, ["-P", "-s", str(size), "-c", str(records), "-X", "acks=all",
+                                                   "-X", "linger.ms=5", *flags], target), r"in \d+ms: (\d+) msgs/s")
+        consume = ["-C", "-c", str(records), "-X", "fetch.wait.max.ms=10", *flags]
+        consume += ["-p", "0", "-o", "beginning"] if partitions == 1 else \
+            ["-G", f"g{time.time_ns()}", "-X", "auto.offset.reset=earliest"]
+        consumed = rate_from(perf(self.args.perf, consume, target), r"consumed in \d+ms: (\d+) msgs/s")
+        if before is not None:
+            cpu[target.name][0] += cpu_seconds(target.pid) - before
+            cpu[target.name][1] += 2 * records * size
+        if produced is None or consumed is None:
+            sys.exit(f"rdkafka_performance failed through {target.name}")
+        return {"produce msg/s": produced, "consume msg/s": consumed}
+
+    def round_trip(self, target):
+        """kaos-loadtest's closed loop (one request in flight): round-trip percentiles in µs."""
+        self.fresh(target, [("latency", 1)])
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            subprocess.run([self.args.loadtest, "--bootstrap-servers", target.bootstrap, "--topic", "latency",
+                            "--partitions", "1", "--closed-loop", str(self.args.latency_records),
+                            "--summary-json", out.name], check=True, stdout=subprocess.DEVNULL, timeout=300)
+            summary = json.load(open(out.name))["round_trip_us"]
+        return {"p50 µs": summary["p50"], "p99 µs": summary["p99"], "p99.9 µs": summary["p999"]}
+
     def throughput(self):
         cpu = {"kaos": [0.0, 0], "haproxy": [0.0, 0]}
         for size, records in ((100, self.args.records), (1000, self.args.records // 5)):
             for partitions in (1, 3):
-                def run(target):
-                    self.fresh(target, [("bench", partitions)])
-                    flags = ["-t", "bench", "-b", target.bootstrap]
-                    before = cpu_seconds(target.pid) if target.name in cpu else None
-                    produced = rate_from(perf(self.args.perf, ["-P", "-s", str(size), "-c", str(records), "-X", "acks=all",
-                                                               "-X", "linger.ms=5", *flags], target), r"in \d+ms: (\d+) msgs/s")
-                    consume = ["-C", "-c", str(records), "-X", "fetch.wait.max.ms=10", *flags]
-                    consume += ["-p", "0", "-o", "beginning"] if partitions == 1 else \
-                        ["-G", f"g{time.time_ns()}", "-X", "auto.offset.reset=earliest"]
-                    consumed = rate_from(perf(self.args.perf, consume, target), r"consumed in \d+ms: (\d+) msgs/s")
-                    if before is not None:
-                        cpu[target.name][0] += cpu_seconds(target.pid) - before
-                        cpu[target.name][1] += 2 * records * size
-                    if produced is None or consumed is None:
-                        sys.exit(f"rdkafka_performance failed through {target.name}")
-                    return {"produce msg/s": produced, "consume msg/s": consumed}
-                samples = self.paired(f"throughput {size}B {partitions}p", self.targets, run)
+                samples = self.paired(f"throughput {size}B {partitions}p", self.targets,
+                                      lambda target: self.produce_consume_rates(target, size, records, partitions, cpu))
                 self.ratio_table(f"Throughput, {size}-byte records, {partitions} partition(s), {records:,} records",
                                  samples, "direct", ["kaos", "tansu-proxy", "haproxy"], ["produce msg/s", "consume msg/s"])
                 kaos_vs = {m: [k / h for k, h in zip(samples[("kaos", m)], samples[("haproxy", m)])]
@@ -309,45 +323,17 @@ class Bench:
             sys.exit("the baseline suite needs --baseline-kaos")
         sides = {n: self.targets[n] for n in ("kaos-baseline", "kaos")}
         for size, records in ((100, self.args.records), (1000, self.args.records // 5)):
-            def run(target):
-                self.fresh(target, [("bench", 1)])
-                flags = ["-t", "bench", "-b", target.bootstrap]
-                produced = rate_from(perf(self.args.perf, ["-P", "-s", str(size), "-c", str(records), "-X", "acks=all",
-                                                           "-X", "linger.ms=5", *flags], target), r"in \d+ms: (\d+) msgs/s")
-                consumed = rate_from(perf(self.args.perf, ["-C", "-c", str(records), "-X", "fetch.wait.max.ms=10",
-                                                           "-p", "0", "-o", "beginning", *flags], target),
-                                     r"consumed in \d+ms: (\d+) msgs/s")
-                if produced is None or consumed is None:
-                    sys.exit(f"rdkafka_performance failed through {target.name}")
-                return {"produce msg/s": produced, "consume msg/s": consumed}
-            samples = self.paired(f"baseline {size}B", sides, run)
+            samples = self.paired(f"baseline {size}B", sides,
+                                  lambda target: self.produce_consume_rates(target, size, records, 1))
             self.ratio_table(f"This kaos against the baseline build, {size}-byte records, 1 partition",
                              samples, "kaos-baseline", ["kaos"], ["produce msg/s", "consume msg/s"])
-
-        def round_trip(target):
-            self.fresh(target, [("latency", 1)])
-            with tempfile.NamedTemporaryFile(suffix=".json") as out:
-                subprocess.run([self.args.loadtest, "--bootstrap-servers", target.bootstrap, "--topic", "latency",
-                                "--partitions", "1", "--closed-loop", str(self.args.latency_records),
-                                "--summary-json", out.name], check=True, stdout=subprocess.DEVNULL, timeout=300)
-                summary = json.load(open(out.name))["round_trip_us"]
-            return {"p50 µs": summary["p50"], "p99 µs": summary["p99"]}
-        samples = self.paired("baseline latency", sides, round_trip)
+        samples = self.paired("baseline latency", sides, self.round_trip)
         self.ratio_table("This kaos against the baseline build, round trip (lower is better)",
-                         samples, "kaos-baseline", ["kaos"], ["p50 µs", "p99 µs"])
+                         samples, "kaos-baseline", ["kaos"], ["p50 µs", "p99 µs", "p99.9 µs"])
 
     def latency(self):
         sides = {n: self.targets[n] for n in ("direct", "kaos", "haproxy")}
-
-        def run(target):
-            self.fresh(target, [("latency", 1)])
-            with tempfile.NamedTemporaryFile(suffix=".json") as out:
-                subprocess.run([self.args.loadtest, "--bootstrap-servers", target.bootstrap, "--topic", "latency",
-                                "--partitions", "1", "--closed-loop", str(self.args.latency_records),
-                                "--summary-json", out.name], check=True, stdout=subprocess.DEVNULL, timeout=300)
-                summary = json.load(open(out.name))["round_trip_us"]
-            return {"p50 µs": summary["p50"], "p99 µs": summary["p99"], "p99.9 µs": summary["p999"]}
-        samples = self.paired("latency", sides, run)
+        samples = self.paired("latency", sides, self.round_trip)
         self.ratio_table(f"Round trip, one request in flight ({self.args.latency_records} records per run)",
                          samples, "direct", ["kaos", "haproxy"], ["p50 µs", "p99 µs", "p99.9 µs"])
         for metric in ("p50 µs", "p99 µs", "p99.9 µs"):
@@ -373,15 +359,7 @@ class Bench:
                              ["kaos", "haproxy"], ["acked msg/s"])
 
     def produce_consume(self, target):
-        self.fresh(target, [("bench", 1)])
-        flags = ["-t", "bench", "-b", target.bootstrap]
-        produced = rate_from(perf(self.args.perf, ["-P", "-s", "100", "-c", str(self.args.records), "-X", "acks=all",
-                                                   "-X", "linger.ms=5", *flags], target), r"in \d+ms: (\d+) msgs/s")
-        consumed = rate_from(perf(self.args.perf, ["-C", "-p", "0", "-o", "beginning", "-c", str(self.args.records),
-                                                   "-X", "fetch.wait.max.ms=10", *flags], target), r"consumed in \d+ms: (\d+) msgs/s")
-        if produced is None or consumed is None:
-            sys.exit(f"rdkafka_performance failed through {target.name}")
-        return {"produce msg/s": produced, "consume msg/s": consumed}
+        return self.produce_consume_rates(target, 100, self.args.records, 1)
 
     def with_rules(self, name, install):
         def prepare():
