@@ -33,3 +33,23 @@ impl Fault for DuplicateResource {
         Some(Effect::Duplicate)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::TopicFilter;
+    use crate::chaos::config::parse;
+
+    #[test]
+    fn every_affected_request_is_duplicated_and_nothing_else_is_configurable() {
+        let fault: DuplicateResource = parse(Default::default()).unwrap();
+        let (mut rng, topics) = (fastrand::Rng::with_seed(1), TopicFilter::default());
+        let names = |_: &[u8; 16]| None;
+        let mut context = FaultContext { rng: &mut rng, topics: &topics, produce: None, topic_names: &names };
+        assert_eq!(fault.apply(&mut context), Some(Effect::Duplicate));
+        assert!(!fault.needs_request(), "a duplicate is the request as it came");
+        let unknown = json!({"copies": 2});
+        let error = parse::<DuplicateResource>(unknown.as_object().unwrap().clone()).unwrap_err();
+        assert_eq!(error.field, "config.copies");
+    }
+}

@@ -39,3 +39,24 @@ impl Fault for SlowTopic {
         self.0.apply(context)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::chaos::Rule;
+
+    fn post(config: &str, api: &str) -> Result<Rule, crate::chaos::ConfigError> {
+        let body = format!(r#"{{"config":{config},"apiKeys":"{api}","direction":"RESPONSE"}}"#);
+        Rule::from_request("t", "u", "slow-topic", body.as_bytes())
+    }
+
+    #[test]
+    fn needs_topics_and_acts_on_produce_and_fetch_only() {
+        assert_eq!(post("{}", "FETCH").unwrap_err().field, "config.topicPatterns");
+        let rule =
+            post(r#"{"topicPatterns":["orders-.*"],"minLatencyToAddInMilliseconds":5}"#, "FETCH").unwrap();
+        assert!(rule.common.topics.matches("orders-eu") && !rule.common.topics.matches("payments"));
+        assert!(rule.needs_body(), "the request's topics decide");
+        assert_eq!(rule.to_json()["config"]["maxLatencyToAddInMilliseconds"], 5);
+        assert_eq!(post(r#"{"topics":["t"]}"#, "METADATA").unwrap_err().field, "apiKeys");
+    }
+}
