@@ -259,13 +259,14 @@ fn sigterm_drains_and_exits_zero() {
 
 #[test]
 fn a_stray_response_to_acks_zero_never_reaches_the_client() {
-    use kafka_protocol::messages::ProduceRequest;
+    use kaos_testkit::Produce;
     let tansu = Tansu::start();
     let kaos = Kaos::start(&tansu.address(), &[]);
-    let silent_produce = ProduceRequest::default().with_acks(0).with_timeout_ms(1000);
+    let silent_produce =
+        Produce::new(9).correlation_id(1).client_id("kaos-test").acks(0).timeout_ms(1000).frame();
     for address in [tansu.address(), kaos.bootstrap()] {
         let mut raw = RawKafka::connect(&address);
-        raw.send(ApiKey::Produce, 9, 1, &silent_produce);
+        raw.send_frame(&silent_produce);
         raw.send(ApiKey::ApiVersions, 0, 2, &ApiVersionsRequest::default());
         let first = raw.read_frame().expect("a response");
         let correlation_id = i32::from_be_bytes(first[..4].try_into().unwrap());

@@ -1,8 +1,6 @@
 //! A chaos schedule: switch a kaos rule on at a set time of the run and off again later, through
 //! kaos's REST API.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -66,22 +64,10 @@ impl ChaosWindow {
     }
 }
 
-/// A minimal HTTP/1.0 request to kaos's admin API: (status, body).
+/// A minimal HTTP/1.0 request to kaos's admin API: (status, body), or what failed and where.
 fn http(admin: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
-    let fail = |e: std::io::Error| format!("{method} http://{admin}{path}: {e}");
-    let mut stream = TcpStream::connect(admin).map_err(fail)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(fail)?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(fail)?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(fail)?;
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let answer = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Ok((status, answer))
+    kaos_testkit::http::request(admin, method, path, body)
+        .map_err(|e| format!("{method} http://{admin}{path}: {e}"))
 }
 
 #[cfg(test)]

@@ -181,12 +181,11 @@ fn touched_topics(decoded: &Decoded, names: &dyn TopicNames) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::chaos::RuleSet;
-    use crate::chaos::records::tests::batch;
     use bytes::Bytes;
-    use kafka_protocol::messages::produce_request::PartitionProduceData;
-    use kafka_protocol::messages::{ProduceResponse, ResponseHeader, TopicName};
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use kafka_protocol::messages::{ProduceResponse, ResponseHeader};
+    use kafka_protocol::protocol::Decodable;
     use kafka_protocol::records::{Compression, RecordBatchDecoder};
+    use kaos_testkit::{Produce, Topic, batch};
 
     const TOPIC_ID: [u8; 16] = [9; 16];
 
@@ -198,32 +197,16 @@ mod tests {
 
     /// A Produce request body (after the length prefix) for `version`, naming its topic by id
     /// from v13 on, with one partition holding one batch.
-    fn produce_body(version: i16, values: &[&[u8]]) -> (RequestPrefix, Vec<u8>) {
-        let mut topic = kafka_protocol::messages::produce_request::TopicProduceData::default()
-            .with_partition_data(vec![
-                PartitionProduceData::default().with_index(0).with_records(Some(batch(
-                    Compression::Snappy,
-                    values,
-                    -1,
-                    -1,
-                ))),
-            ]);
-        if version >= 13 {
-            topic.topic_id = uuid::Uuid::from_bytes(TOPIC_ID);
-        } else {
-            topic.name = TopicName(StrBytes::from_static_str("orders"));
-        }
-        let request =
-            ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![topic]);
-        let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::Produce as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(17)
-            .with_client_id(Some(StrBytes::from_static_str("unit")));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, ApiKey::Produce.request_header_version(version)).unwrap();
-        request.encode(&mut body, version).unwrap();
-        (RequestPrefix::parse(&body).unwrap(), body.to_vec())
+    fn produce_body(version: i16, values: &[&[u8]]) -> (RequestPrefix, Bytes) {
+        let batch = batch(Compression::Snappy, values, -1, -1);
+        let body = Produce::new(version)
+            .correlation_id(17)
+            .client_id("unit")
+            .acks(-1)
+            .timeout_ms(1000)
+            .topic(Topic::new("orders", TOPIC_ID).partition(0, batch))
+            .body();
+        (RequestPrefix::parse(&body).unwrap(), body)
     }
 
     fn names(id: &[u8; 16]) -> Option<String> {

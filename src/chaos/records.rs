@@ -94,39 +94,10 @@ pub fn rewrite_effect(
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
-    use kafka_protocol::records::{Compression, TimestampType};
-
-    pub fn batch(compression: Compression, values: &[&[u8]], producer_id: i64, base_sequence: i32) -> Bytes {
-        let records: Vec<Record> = values
-            .iter()
-            .enumerate()
-            .map(|(i, value)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id,
-                producer_epoch: if producer_id < 0 { -1 } else { 0 },
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: base_sequence.wrapping_add(i as i32),
-                timestamp: 1_700_000_000_000 + i as i64,
-                key: Some(Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::copy_from_slice(value)),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut out = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut out,
-            records.iter(),
-            &RecordEncodeOptions { version: 2, compression },
-        )
-        .unwrap();
-        out.freeze()
-    }
+    use kafka_protocol::records::Compression;
+    use kaos_testkit::batch;
 
     #[test]
     fn rewritten_batches_keep_codec_crc_and_producer_state() {

@@ -59,18 +59,12 @@ fn plain_username(message: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
     use kafka_protocol::protocol::{Encodable, StrBytes};
+    use kaos_testkit::frames::request_body;
 
-    fn body<T: Encodable>(api: ApiKey, version: i16, message: &T) -> (RequestPrefix, Vec<u8>) {
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(3);
-        let mut out = BytesMut::new();
-        header.encode(&mut out, api.request_header_version(version)).unwrap();
-        message.encode(&mut out, version).unwrap();
-        (RequestPrefix::parse(&out).unwrap(), out.to_vec())
+    fn body<T: Encodable>(api: ApiKey, version: i16, message: &T) -> (RequestPrefix, Bytes) {
+        let body = request_body(api, version, 3, "", message);
+        (RequestPrefix::parse(&body).unwrap(), body)
     }
 
     #[test]

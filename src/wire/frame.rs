@@ -275,35 +275,21 @@ impl Cursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use kaos_testkit::{Produce, Topic};
 
-    fn produce_body(version: i16, client_id: &str, transactional_id: Option<&str>, acks: i16) -> Vec<u8> {
-        let mut body = Vec::new();
-        body.extend_from_slice(&PRODUCE.to_be_bytes());
-        body.extend_from_slice(&version.to_be_bytes());
-        body.extend_from_slice(&7i32.to_be_bytes());
-        body.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
-        body.extend_from_slice(client_id.as_bytes());
-        if version >= 9 {
-            body.extend_from_slice(&[1, 5, 2, 0xaa, 0xbb]); // one tagged field: tag 5, two bytes
-            match transactional_id {
-                Some(id) => {
-                    body.push(id.len() as u8 + 1);
-                    body.extend_from_slice(id.as_bytes());
-                }
-                None => body.push(0),
-            }
-        } else if version >= 3 {
-            match transactional_id {
-                Some(id) => {
-                    body.extend_from_slice(&(id.len() as i16).to_be_bytes());
-                    body.extend_from_slice(id.as_bytes());
-                }
-                None => body.extend_from_slice(&(-1i16).to_be_bytes()),
-            }
-        }
-        body.extend_from_slice(&acks.to_be_bytes());
-        body.extend_from_slice(&30_000i32.to_be_bytes());
-        body
+    /// A Produce request with no topics: the fixed fields, the client id, from v9 an unknown
+    /// tagged field in the header (tag 5, two bytes) that readers must skip, from v3 the
+    /// transactional id, then acks and a 30 s timeout.
+    fn produce_body(version: i16, client_id: &str, transactional_id: Option<&str>, acks: i16) -> Bytes {
+        Produce::new(version)
+            .correlation_id(7)
+            .client_id(client_id)
+            .transactional_id(transactional_id)
+            .acks(acks)
+            .timeout_ms(30_000)
+            .header_tagged_field(5, vec![0xaa, 0xbb])
+            .body()
     }
 
     #[test]
@@ -337,7 +323,8 @@ mod tests {
     #[test]
     fn truncated_produce_headers_ask_for_more() {
         let body = produce_body(9, "client-x", Some("t"), 0);
-        let acks_end = body.len() - 4;
+        // After acks: the timeout (4 bytes), no topics (1) and no request tagged fields (1).
+        let acks_end = body.len() - 6;
         for cut in 0..acks_end {
             assert_eq!(produce_acks(&body[..cut], 9), Ok(None), "cut at {cut}");
         }
@@ -360,38 +347,15 @@ mod tests {
         }
     }
 
-    fn produce_request_body(version: i16, topics: &[&str]) -> Vec<u8> {
-        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-        use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
-        use kafka_protocol::protocol::{Encodable, StrBytes};
-        let topic_data = topics
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let partitions = (0..2)
-                    .map(|p| {
-                        PartitionProduceData::default()
-                            .with_index(p)
-                            .with_records(Some(vec![7u8; 300].into()))
-                    })
-                    .collect();
-                let topic = TopicProduceData::default().with_partition_data(partitions);
-                if version >= 13 {
-                    topic.with_topic_id(uuid::Uuid::from_bytes([i as u8 + 1; 16]))
-                } else {
-                    topic.with_name(TopicName(StrBytes::from_string((*name).to_owned())))
-                }
-            })
-            .collect();
-        let request = ProduceRequest::default().with_acks(-1).with_topic_data(topic_data);
-        let header = RequestHeader::default()
-            .with_request_api_key(0)
-            .with_request_api_version(version)
-            .with_client_id(Some(StrBytes::from_static_str("peek")));
-        let mut out = bytes::BytesMut::new();
-        header.encode(&mut out, ApiKey::Produce.request_header_version(version)).unwrap();
-        request.encode(&mut out, version).unwrap();
-        out.to_vec()
+    /// A Produce request for `topics`, named below v13 and with ids `[i + 1; 16]` from v13, each
+    /// with two partitions of 300 opaque record bytes.
+    fn produce_request_body(version: i16, topics: &[&str]) -> Bytes {
+        let mut produce = Produce::new(version).correlation_id(0).client_id("peek").acks(-1).timeout_ms(0);
+        for (i, name) in topics.iter().enumerate() {
+            let topic = Topic::new(name, [i as u8 + 1; 16]);
+            produce = produce.topic(topic.partition(0, vec![7u8; 300]).partition(1, vec![7u8; 300]));
+        }
+        produce.body()
     }
 
     #[test]
@@ -428,7 +392,7 @@ mod tests {
 
     #[test]
     fn overlong_varints_are_rejected() {
-        let mut body = produce_body(9, "", None, 1);
+        let mut body = produce_body(9, "", None, 1).to_vec();
         body.truncate(REQUEST_PREFIX + 2);
         body.extend_from_slice(&[0xff; 6]);
         assert_eq!(produce_acks(&body, 9), Err(FrameError::BadHeader("varint longer than 5 bytes")));

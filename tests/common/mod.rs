@@ -12,9 +12,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use kaos_testkit::frames::request_frame;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -257,20 +258,9 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     http(port, "GET", path, "")
 }
 
-/// A minimal HTTP/1.0 request: (status, body).
+/// A minimal HTTP/1.0 request to a local port: (status, body).
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Ok((status, body))
+    kaos_testkit::http::request(&format!("127.0.0.1:{port}"), method, path, body)
 }
 
 /// A raw Kafka connection for checks no client library exposes.
@@ -308,18 +298,12 @@ impl RawKafka {
 
     /// Sends one request without waiting for a response.
     pub fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, correlation_id: i32, request: &Req) {
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("kaos-test")));
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        header.encode(&mut frame, api.request_header_version(version)).unwrap();
-        request.encode(&mut frame, version).unwrap();
-        let length = (frame.len() - 4) as i32;
-        frame[..4].copy_from_slice(&length.to_be_bytes());
-        self.stream.write_all(&frame).unwrap();
+        self.send_frame(&request_frame(api, version, correlation_id, "kaos-test", request));
+    }
+
+    /// Writes one whole frame, length prefix included, as it is.
+    pub fn send_frame(&mut self, frame: &[u8]) {
+        self.stream.write_all(frame).unwrap();
     }
 
     pub fn read_frame(&mut self) -> Option<Bytes> {
