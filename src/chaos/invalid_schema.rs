@@ -69,6 +69,32 @@ mod tests {
     use crate::chaos::config::parse;
 
     #[test]
+    fn rewrites_the_id_of_framed_values_only() {
+        use crate::chaos::TopicFilter;
+        use crate::wire::codec::decode_request;
+        use kafka_protocol::messages::ProduceRequest;
+        use kafka_protocol::records::{Compression, RecordBatchDecoder};
+        use kaos_testkit::{Produce, Topic, batch};
+
+        let fault: InvalidSchema = parse(json!({"fakeSchemaId": 999}).as_object().unwrap().clone()).unwrap();
+        let framed: &[u8] = &[0, 0, 0, 0, 7, b'{', b'}'];
+        let records = batch(Compression::Gzip, &[framed, b"plain", &[0, 0, 3, 0xe7]], -1, -1);
+        let body = Produce::new(11).topic(Topic::new("orders", [1; 16]).partition(0, records)).body();
+        let (_, mut request): (_, ProduceRequest) = decode_request(ApiKey::Produce, 11, &body).unwrap();
+        let (mut rng, topics, names) =
+            (fastrand::Rng::with_seed(1), TopicFilter::default(), |_: &[u8; 16]| None);
+        let mut context =
+            FaultContext { rng: &mut rng, topics: &topics, produce: Some(&mut request), topic_names: &names };
+        assert_eq!(fault.apply(&mut context), Some(Effect::Rewrote(1)));
+        let mut records = request.topic_data[0].partition_data[0].records.clone().unwrap();
+        let set = RecordBatchDecoder::decode(&mut records).expect("valid CRC");
+        let values: Vec<&[u8]> = set.records.iter().map(|r| r.value.as_deref().unwrap()).collect();
+        assert_eq!(values[0], [0, 0, 0, 3, 0xe7, b'{', b'}'], "the id is 999, the payload kept");
+        assert_eq!(values[1], b"plain", "no magic byte: untouched");
+        assert_eq!(values[2], [0, 0, 3, 0xe7], "shorter than the wire header: untouched");
+    }
+
+    #[test]
     fn the_schema_id_is_required() {
         let error = parse::<InvalidSchema>(Default::default()).unwrap_err();
         assert_eq!((error.field.as_str(), error.reason.as_str()), ("config.fakeSchemaId", "is required"));

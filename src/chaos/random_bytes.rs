@@ -73,6 +73,39 @@ mod tests {
     use crate::chaos::config::parse;
 
     #[test]
+    fn appends_to_the_chosen_number_of_records_of_matching_topics() {
+        use crate::chaos::TopicFilter;
+        use crate::wire::codec::decode_request;
+        use kafka_protocol::messages::ProduceRequest;
+        use kafka_protocol::records::{Compression, RecordBatchDecoder};
+        use kaos_testkit::{Produce, Topic, batch};
+
+        let config = json!({"nbMessages": 2, "sizeInBytes": 3});
+        let fault: RandomBytes = parse(config.as_object().unwrap().clone()).unwrap();
+        let records = batch(Compression::Lz4, &[b"a", b"b", b"c"], -1, -1);
+        let body = Produce::new(9)
+            .topic(Topic::new("orders", [1; 16]).partition(0, records.clone()))
+            .topic(Topic::new("other", [2; 16]).partition(0, records))
+            .body();
+        let (_, mut request): (_, ProduceRequest) = decode_request(ApiKey::Produce, 9, &body).unwrap();
+        let topics = TopicFilter::new(vec!["orders".into()], &[]).unwrap();
+        let (mut rng, names) = (fastrand::Rng::with_seed(4), |_: &[u8; 16]| None);
+        let mut context =
+            FaultContext { rng: &mut rng, topics: &topics, produce: Some(&mut request), topic_names: &names };
+        assert_eq!(fault.apply(&mut context), Some(Effect::Rewrote(2)));
+        let lengths = |topic: usize| {
+            let mut records = request.topic_data[topic].partition_data[0].records.clone().unwrap();
+            let set = RecordBatchDecoder::decode(&mut records).expect("valid CRC");
+            assert_eq!(set.compression, Compression::Lz4, "codec kept");
+            set.records.iter().map(|r| r.value.as_ref().unwrap().len()).collect::<Vec<_>>()
+        };
+        let mut changed = lengths(0);
+        changed.sort();
+        assert_eq!(changed, [1, 4, 4], "two of three records got 3 bytes");
+        assert_eq!(lengths(1), [1, 1, 1], "the other topic is untouched");
+    }
+
+    #[test]
     fn sizes_are_bounded() {
         let huge = json!({"sizeInBytes": MAX_SIZE_IN_BYTES + 1});
         assert_eq!(
