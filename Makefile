@@ -25,7 +25,7 @@ KAFKA_PORT ?= 9092
 PORT_START ?= 6969
 ADMIN_ADDR ?= 127.0.0.1:8888
 
-.PHONY: build deps test lint run demo bench clean-cache
+.PHONY: build deps test lint run demo bench bench-baseline clean-cache fuzz fuzz-check
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -59,10 +59,37 @@ $(PLAYWRIGHT):
 	mkdir -p $(NODE_PREFIX)
 	cd $(NODE_PREFIX) && npm install --silent --no-audit --no-fund playwright-core@1
 
-test: deps
+test: deps fuzz-check
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
 	KAOS_BIN=$(KAOS) TANSU_BIN=$(TANSU) NODE_PREFIX=$(NODE_PREFIX) $(VENV)/bin/python -m pytest -q -p no:warnings tests/python
+
+# Fuzz targets (fuzz/, its own workspace): `make fuzz` runs each for FUZZ_SECONDS under cargo-fuzz
+# (nightly, libFuzzer, ASan), growing fuzz/corpus/TARGET from fuzz/seeds/TARGET, and fails if any
+# target crashes (the input lands in fuzz/artifacts/TARGET). `make fuzz-check`, part of `make
+# test`, needs neither: it builds the targets on stable, checks the seeds are what fuzz/src/lib.rs
+# generates, and replays every seed through its target once.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := request_frame produce_topics response_rewrite record_batch_rewrite rule_json
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	$(CARGO) +nightly fuzz build
+	@failed=""; for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$target; \
+		$(CARGO) +nightly fuzz run $$target fuzz/corpus/$$target fuzz/seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 || failed="$$failed $$target"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz targets crashed:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi
+
+fuzz-check:
+	$(CARGO) build --manifest-path fuzz/Cargo.toml --bins
+	$(CARGO) test --manifest-path fuzz/Cargo.toml --lib
+	@for target in $(FUZZ_TARGETS); do \
+		out=$$(fuzz/target/debug/$$target fuzz/seeds/$$target/* 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "fuzz target $$target: $$(ls fuzz/seeds/$$target | wc -l) seeds replayed"; \
+	done
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -86,6 +113,18 @@ bench: deps build
 	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy)
 	python3 benches/bench.py --kaos $(KAOS) --loadtest $(LOADTEST) --tansu $(TANSU) \
 		--perf $(RDKAFKA_PERFORMANCE) --output target/bench.md
+
+# Pass-through speed of the working tree against another commit, paired in one run: the proof
+# that a change costs nothing. BASELINE is any git revision (default: the last commit).
+BASELINE ?= HEAD
+BASELINE_DIR := target/baseline-$(shell git rev-parse --short $(BASELINE) 2>/dev/null)
+bench-baseline: deps build
+	rm -rf $(BASELINE_DIR)/src && mkdir -p $(BASELINE_DIR)/src
+	git archive $(BASELINE) | tar -x -C $(BASELINE_DIR)/src
+	$(CARGO) build --release --bin kaos --manifest-path $(BASELINE_DIR)/src/Cargo.toml --target-dir $(BASELINE_DIR)/target
+	python3 benches/bench.py --kaos $(KAOS) --baseline-kaos $(BASELINE_DIR)/target/release/kaos \
+		--loadtest $(LOADTEST) --tansu $(TANSU) --perf $(RDKAFKA_PERFORMANCE) --suites baseline \
+		--output target/bench-baseline.md
 
 clean-cache:
 	rm -rf $(KAOS_CACHE)

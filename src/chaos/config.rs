@@ -169,12 +169,12 @@ pub enum TimeUnit {
 }
 
 impl TimeUnit {
-    fn duration(self) -> Duration {
+    fn millis(self) -> u64 {
         match self {
-            TimeUnit::Milliseconds => Duration::from_millis(1),
-            TimeUnit::Seconds => Duration::from_secs(1),
-            TimeUnit::Minutes => Duration::from_secs(60),
-            TimeUnit::Hours => Duration::from_secs(3600),
+            TimeUnit::Milliseconds => 1,
+            TimeUnit::Seconds => 1_000,
+            TimeUnit::Minutes => 60_000,
+            TimeUnit::Hours => 3_600_000,
         }
     }
 }
@@ -238,10 +238,9 @@ impl Common {
             .collect();
         let parsed: CommonConfig = parse(shared)?;
         let time_unit = parsed.time_unit.unwrap_or(TimeUnit::Milliseconds);
+        // In whole milliseconds, as `to_json` reports them, so that a saved rule reads back the same.
         let timed = |amount: Option<u64>, unit: Option<TimeUnit>| {
-            amount.map(|n| {
-                unit.unwrap_or(time_unit).duration().saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
-            })
+            amount.map(|n| Duration::from_millis(n.saturating_mul(unit.unwrap_or(time_unit).millis())))
         };
         Ok(Common {
             schedule: Schedule {
@@ -336,11 +335,19 @@ impl TopicFilter {
             config.insert("topics".into(), Value::from(self.names.clone()));
         }
         if !self.patterns.is_empty() {
-            // Stored anchored as ^(?:p)$; report what the user sent.
+            // Stored anchored as ^(?:p)$; report what the user sent (strip one anchor each side:
+            // `p` may itself start with `^(?:` or end with `)$`).
             let sources: Vec<_> = self
                 .patterns
                 .iter()
-                .map(|p| p.as_str().trim_start_matches("^(?:").trim_end_matches(")$").to_owned())
+                .map(|p| {
+                    let anchored = p.as_str();
+                    anchored
+                        .strip_prefix("^(?:")
+                        .and_then(|p| p.strip_suffix(")$"))
+                        .unwrap_or(anchored)
+                        .to_owned()
+                })
                 .collect();
             config.insert("topicPatterns".into(), Value::from(sources));
         }
@@ -413,6 +420,36 @@ mod tests {
         let error = common(json!({"topicPatterns": ["ok", "(unclosed"]})).unwrap_err();
         assert_eq!(error.field, "config.topicPatterns[1]");
         assert_eq!(common(json!({"topics": ["a", 3]})).unwrap_err().field, "config.topics[1]");
+    }
+
+    /// Caught by the round trip of fuzz/fuzz_targets/rule_json.rs: a duration counted at most
+    /// u32::MAX of its unit, so 4294968 SECONDS was reported as 4294968000 ms, which the rules
+    /// file read back as 4294967295 ms.
+    #[test]
+    fn durations_read_back_as_reported() {
+        let schedule = common(json!({"duration": 4_294_968, "timeUnit": "SECONDS"})).unwrap().schedule;
+        assert_eq!(schedule.duration, Some(Duration::from_millis(4_294_968_000)));
+        let mut reported = Map::new();
+        schedule.to_json(&mut reported);
+        assert_eq!(reported["duration"], 4_294_968_000u64);
+        assert_eq!(common(Value::Object(reported)).unwrap().schedule, schedule);
+        let huge = common(json!({"duration": u64::MAX, "quietPeriod": u64::MAX, "timeUnit": "HOURS"}))
+            .unwrap()
+            .schedule;
+        assert_eq!(huge.duration, Some(Duration::from_millis(u64::MAX)), "saturates");
+        assert!(huge.is_active(Duration::from_secs(1)));
+    }
+
+    /// Caught by fuzz/fuzz_targets/rule_json.rs: trimming the anchors greedily reported `(a)$` as
+    /// `(a`, a pattern the saved rules file could not read back.
+    #[test]
+    fn topic_patterns_are_reported_as_given() {
+        for pattern in ["(a)$", "(?:a)$", "^(?:a)$", "(?:b)", "t.*"] {
+            let filter = common(json!({"topicPatterns": [pattern]})).unwrap().topics;
+            let mut reported = Map::new();
+            filter.to_json(&mut reported);
+            assert_eq!(reported["topicPatterns"], json!([pattern]));
+        }
     }
 
     #[test]

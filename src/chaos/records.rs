@@ -140,6 +140,92 @@ mod tests {
         assert_eq!((out, changed), (two, 0));
     }
 
+    /// A v2 batch header's fields, by offset: batchLength, CRC, firstTimestamp, recordCount.
+    const LENGTH: usize = 8;
+    const CRC: usize = 17;
+    const FIRST_TIMESTAMP: usize = 27;
+    const RECORD_COUNT: usize = 57;
+    const RECORDS: usize = 61;
+
+    /// Fixes a forged batch's length and CRC-32C, as a hostile client would.
+    fn reseal(mut batch: Vec<u8>) -> Bytes {
+        let length = (batch.len() - BATCH_LENGTH_END) as i32;
+        batch[LENGTH..LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+        let mut crc = !0u32;
+        for &byte in &batch[CRC + 4..] {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            }
+        }
+        batch[CRC..CRC + 4].copy_from_slice(&(!crc).to_be_bytes());
+        Bytes::from(batch)
+    }
+
+    /// Found by fuzz/fuzz_targets/record_batch_rewrite.rs: kafka-protocol reserved room for
+    /// the record count a batch claims, so a count of 2^31 - 1 aborted kaos on a failed
+    /// allocation of 378 GB (see vendor/kafka-protocol/KAOS-PATCH.md).
+    #[test]
+    fn forged_record_counts_are_errors_not_aborts() {
+        let mut forged = batch(Compression::None, &[b"a"], -1, -1).to_vec();
+        forged[RECORD_COUNT..RECORDS].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(rewrite_batches(&reseal(forged), &mut |_| 1).is_err());
+    }
+
+    /// Found by fuzz/fuzz_targets/record_batch_rewrite.rs: timestamps past i64::MAX overflowed
+    /// in kafka-protocol (a panic where overflow checks are on); they wrap, as in Kafka.
+    #[test]
+    fn timestamps_wrap_instead_of_overflowing() {
+        let mut forged = batch(Compression::None, &[b"a", b"b"], -1, -1).to_vec();
+        forged[FIRST_TIMESTAMP..FIRST_TIMESTAMP + 8].copy_from_slice(&i64::MAX.to_be_bytes());
+        let (rewritten, changed) = rewrite_batches(&reseal(forged), &mut |records| {
+            records[0].value = Some(Bytes::from_static(b"A"));
+            1
+        })
+        .unwrap();
+        assert_eq!(changed, 1);
+        let set = RecordBatchDecoder::decode(&mut rewritten.clone()).unwrap();
+        let timestamps: Vec<i64> = set.records.iter().map(|r| r.timestamp).collect();
+        // The batch helper's deltas are 0 and 1 from its first timestamp.
+        assert_eq!(timestamps, vec![i64::MAX, i64::MIN]);
+    }
+
+    /// Found by fuzz/fuzz_targets/record_batch_rewrite.rs: kafka-protocol's encoder dropped the
+    /// LogAppendTime attribute, so a rewritten batch changed its timestamp type.
+    #[test]
+    fn rewritten_batches_keep_their_timestamp_type() {
+        const ATTRIBUTES_LOW: usize = 22;
+        let mut forged = batch(Compression::Lz4, &[b"a", b"b"], -1, -1).to_vec();
+        forged[ATTRIBUTES_LOW] |= 1 << 3;
+        let (rewritten, _) = rewrite_batches(&reseal(forged), &mut |records| {
+            records[1].value = None;
+            1
+        })
+        .unwrap();
+        let set = RecordBatchDecoder::decode(&mut rewritten.clone()).unwrap();
+        assert_eq!(set.compression, Compression::Lz4);
+        assert!(
+            set.records.iter().all(|r| r.timestamp_type == kafka_protocol::records::TimestampType::LogAppend)
+        );
+    }
+
+    /// Found by fuzz/fuzz_targets/record_batch_rewrite.rs: kafka-protocol allocated the length a
+    /// snappy block claims before decoding it, so 6 bytes could claim (and cost) 4 GiB.
+    #[test]
+    fn snappy_blocks_cannot_claim_more_than_they_hold() {
+        let header = &batch(Compression::Snappy, &[b"a"], -1, -1)[..RECORDS];
+        let claim_4_gib = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+        let xerial =
+            [&b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x06"[..], &claim_4_gib].concat();
+        for payload in [&claim_4_gib[..], &xerial] {
+            let forged = reseal([header, payload].concat());
+            let error = rewrite_batches(&forged, &mut |_| 1).unwrap_err();
+            // Refused at the claimed length, before anything is allocated.
+            let refused = ["failed to read snappy header", "failed to get snappy uncompressed length"];
+            assert!(refused.iter().any(|why| error.contains(why)), "{error}");
+        }
+    }
+
     #[test]
     fn corrupt_batches_are_errors_not_panics() {
         let original = batch(Compression::None, &[b"a"], -1, -1);

@@ -218,16 +218,14 @@ mod tests {
     use kafka_protocol::messages::find_coordinator_response::Coordinator;
     use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
     use kafka_protocol::messages::{BrokerId, produce_response};
+    use kaos_testkit::frames::response_body;
 
     fn ports() -> BrokerPorts {
         BrokerPorts::new("kaos.local", 6969)
     }
 
     fn body_of<T: Encodable>(api: ApiKey, version: i16, message: &T) -> Bytes {
-        let header = ResponseHeader::default().with_correlation_id(42);
-        let frame =
-            encode_frame(api, &header, api.response_header_version(version), message, version).unwrap();
-        frame.freeze().slice(4..)
+        response_body(api, version, 42, message)
     }
 
     fn decode<T: Decodable>(api: ApiKey, version: i16, frame: BytesMut) -> T {
@@ -370,14 +368,35 @@ mod tests {
             entry(ApiKey::Metadata, 40),
             entry(ApiKey::JoinGroup, 40),
         ]);
-        let header = ResponseHeader::default().with_correlation_id(42);
-        let body = encode_frame(ApiKey::ApiVersions, &header, 0, &response, 3).unwrap().freeze().slice(4..);
+        let body = body_of(ApiKey::ApiVersions, 3, &response); // header v0, as ApiVersions always is
         let frame = rewrite_response(18, 3, body, &ports(), &mut Learned::default()).unwrap();
         let mut body = frame.freeze().slice(4..);
         ResponseHeader::decode(&mut body, 0).unwrap();
         let out = ApiVersionsResponse::decode(&mut body, 3).unwrap();
         let maxes: Vec<_> = out.api_keys.iter().map(|k| k.max_version).collect();
         assert_eq!(maxes, vec![15, 13, 40]);
+    }
+
+    /// Found by fuzz/fuzz_targets/response_rewrite.rs: kafka-protocol keeps a tagged field
+    /// numbered 2^31 or above under a negative key, counted and sized it but never wrote it, so
+    /// the rewritten frame's length prefix promised bytes that never came (see
+    /// vendor/kafka-protocol/KAOS-PATCH.md).
+    #[test]
+    fn tags_above_i32_max_survive_the_rewrite() {
+        let mut entry = ApiVersion::default().with_api_key(ApiKey::Metadata as i16).with_max_version(13);
+        entry.unknown_tagged_fields.insert(-1, Bytes::from_static(b"tag 2^32-1"));
+        let response = ApiVersionsResponse::default().with_api_keys(vec![entry]);
+        let header = ResponseHeader::default().with_correlation_id(42);
+        let body = encode_frame(ApiKey::ApiVersions, &header, 0, &response, 3).unwrap().freeze().slice(4..);
+        assert!(body.windows(5).any(|w| w == [0xff, 0xff, 0xff, 0xff, 0x0f]), "tag 2^32-1 on the wire");
+        let frame = rewrite_response(18, 3, body, &ports(), &mut Learned::default()).unwrap();
+        let mut out = frame.freeze();
+        assert_eq!(i32::from_be_bytes(out[..4].try_into().unwrap()) as usize, out.len() - 4, "length prefix");
+        let _ = out.split_to(4);
+        ResponseHeader::decode(&mut out, 0).unwrap();
+        let decoded = ApiVersionsResponse::decode(&mut out, 3).unwrap();
+        assert_eq!(decoded.api_keys[0].unknown_tagged_fields[&-1], Bytes::from_static(b"tag 2^32-1"));
+        assert!(out.is_empty());
     }
 
     #[test]

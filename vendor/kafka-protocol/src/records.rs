@@ -271,6 +271,7 @@ impl RecordBatchEncoder {
                 record.transactional == first_record.transactional
                     && record.control == first_record.control
                     && record.delete_horizon == first_record.delete_horizon
+                    && record.timestamp_type == first_record.timestamp_type
                     && record.partition_leader_epoch == first_record.partition_leader_epoch
                     && record.producer_id == first_record.producer_id
                     && record.producer_epoch == first_record.producer_epoch
@@ -307,7 +308,7 @@ impl RecordBatchEncoder {
             .expect("Batch contains at least one element");
         let base_sequence = first_record
             .sequence
-            .wrapping_sub((first_record.offset - min_offset) as i32);
+            .wrapping_sub(first_record.offset.wrapping_sub(min_offset) as i32);
 
         // Base offset
         types::Int64.encode(buf, min_offset)?;
@@ -337,10 +338,14 @@ impl RecordBatchEncoder {
         if first_record.delete_horizon {
             attributes |= 1 << 6;
         }
+        // kaos patch: the timestamp type is an attribute too (upstream dropped LogAppendTime).
+        if first_record.timestamp_type == TimestampType::LogAppend {
+            attributes |= 1 << 3;
+        }
         types::Int16.encode(buf, attributes)?;
 
         // Last offset delta
-        types::Int32.encode(buf, (max_offset - min_offset) as i32)?;
+        types::Int32.encode(buf, max_offset.wrapping_sub(min_offset) as i32)?;
 
         // First timestamp
         types::Int64.encode(buf, min_timestamp)?;
@@ -514,7 +519,9 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        records.reserve(batch_decode_info.record_count as usize);
+        // kaos patch: see Array::decode in protocol/types.rs; a record takes at least 7 bytes.
+        let record_count = batch_decode_info.record_count as usize;
+        records.reserve(record_count.min(bytes::Buf::remaining(buf)));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -686,11 +693,11 @@ impl Record {
         types::Int8.encode(buf, 0)?;
 
         // Timestamp delta
-        let timestamp_delta = self.timestamp - min_timestamp;
+        let timestamp_delta = self.timestamp.wrapping_sub(min_timestamp);
         types::VarLong.encode(buf, timestamp_delta)?;
 
         // Offset delta
-        let offset_delta = self.offset - min_offset;
+        let offset_delta = self.offset.wrapping_sub(min_offset);
         if offset_delta > i32::MAX as i64 || offset_delta < i32::MIN as i64 {
             bail!(
                 "Timestamps within batch are too far apart ({}, {})",
@@ -769,11 +776,11 @@ impl Record {
         total_size += types::Int8.compute_size(0)?;
 
         // Timestamp delta
-        let timestamp_delta = self.timestamp - min_timestamp;
+        let timestamp_delta = self.timestamp.wrapping_sub(min_timestamp);
         total_size += types::VarLong.compute_size(timestamp_delta)?;
 
         // Offset delta
-        let offset_delta = self.offset - min_offset;
+        let offset_delta = self.offset.wrapping_sub(min_offset);
         if offset_delta > i32::MAX as i64 || offset_delta < i32::MIN as i64 {
             bail!(
                 "Timestamps within batch are too far apart ({}, {})",
@@ -859,11 +866,13 @@ impl Record {
 
         // Timestamp delta
         let timestamp_delta: i64 = types::VarLong.decode(buf)?;
-        let timestamp = batch_decode_info.min_timestamp + timestamp_delta;
+        // kaos patch: offsets and timestamps wrap, as in Kafka's own (Java) record code, instead
+        // of overflowing (a panic with overflow checks on) on a hostile delta.
+        let timestamp = batch_decode_info.min_timestamp.wrapping_add(timestamp_delta);
 
         // Offset delta
         let offset_delta: i32 = types::VarInt.decode(buf)?;
-        let offset = batch_decode_info.min_offset + offset_delta as i64;
+        let offset = batch_decode_info.min_offset.wrapping_add(offset_delta as i64);
         let sequence = batch_decode_info.base_sequence.wrapping_add(offset_delta);
 
         // Key

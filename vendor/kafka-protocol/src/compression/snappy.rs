@@ -57,6 +57,18 @@ impl<B: ByteBufMut> Compressor<B> for Snappy {
 
 const MAGIC_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 
+/// kaos patch: the length a snappy block says it decodes to, refused when the block cannot
+/// decode to that much. The output is allocated (and zeroed) before decoding, so a 6-byte block
+/// that claims 4 GiB would otherwise cost 4 GiB. No snappy element expands more than a 3-byte
+/// copy to 64 bytes, so `n` bytes decode to at most 22 * n.
+fn checked_decompress_len(block: &[u8]) -> Result<usize> {
+    let len = decompress_len(block)?;
+    if len > block.len().saturating_mul(22) {
+        anyhow::bail!("snappy block of {} bytes claims {len} bytes", block.len());
+    }
+    Ok(len)
+}
+
 impl<B: ByteBuf> Decompressor<B> for Snappy {
     type Buf = Bytes;
     fn decompress<R, F>(compressed: &mut B, f: F) -> Result<R>
@@ -80,7 +92,8 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
             .is_none_or(|magic| *magic != MAGIC_HEADER[..])
         {
             let compressed = compressed.copy_to_bytes(compressed.remaining());
-            let actual_len = decompress_len(&compressed).context("failed to read snappy header")?;
+            let actual_len =
+                checked_decompress_len(&compressed).context("failed to read snappy header")?;
             let mut tmp = BytesMut::zeroed(actual_len);
             Decoder::new()
                 .decompress(&compressed, &mut tmp)
@@ -102,7 +115,7 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
                 .try_get_bytes(compressed_block_size)
                 .context("not enough bytes for block")?;
 
-            let uncompressed_block_length = decompress_len(&compressed_block)
+            let uncompressed_block_length = checked_decompress_len(&compressed_block)
                 .context("failed to get snappy uncompressed length")?;
             let uncompressed_block_start = uncompressed.len();
             uncompressed.resize(

@@ -3,7 +3,7 @@
 //! or rewriting parts of an encoded message.
 use std::cmp;
 use std::collections::BTreeMap;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::{borrow::Borrow, fmt::Display};
 
 use anyhow::{bail, Result};
@@ -243,7 +243,15 @@ pub(crate) fn write_unknown_tagged_fields<B: ByteBufMut, R: RangeBounds<i32>>(
     range: R,
     unknown_tagged_fields: &BTreeMap<i32, Bytes>,
 ) -> Result<()> {
-    for (&k, v) in unknown_tagged_fields.range(range) {
+    // kaos patch: tags of 2^31 and up are kept under negative keys (`tag as i32`), which no
+    // range starting at 0 or above reaches, so they were counted and sized but never written.
+    // As the unsigned tags they are they come last: the range open above writes them.
+    let above_i32 = match range.end_bound() {
+        Bound::Unbounded => Some(unknown_tagged_fields.range(..0)),
+        _ => None,
+    };
+    let fields = unknown_tagged_fields.range(range).chain(above_i32.into_iter().flatten());
+    for (&k, v) in fields {
         if v.len() > u32::MAX as usize {
             bail!("Tagged field is too long to encode ({} bytes)", v.len());
         }
