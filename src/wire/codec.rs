@@ -40,6 +40,12 @@ pub fn encode_frame<H: Encodable, T: Encodable>(
     out.put_i32(size as i32);
     header.encode(&mut out, header_version).map_err(failed)?;
     message.encode(&mut out, version).map_err(failed)?;
+    // The length prefix was written from the computed size: a message that encodes to another
+    // size (a kafka-protocol bug, as the fuzzer once found) must not leave with a lying prefix.
+    if out.len() != 4 + size {
+        let why = format!("encoded {} bytes after computing {size}", out.len() - 4);
+        return Err(CodecError::Encode { api, version, why });
+    }
     Ok(out)
 }
 
@@ -49,28 +55,30 @@ pub fn decode_request<T: Decodable>(
     version: i16,
     body: &[u8],
 ) -> Result<(RequestHeader, T), CodecError> {
-    if !decodable(api, version) {
-        return Err(CodecError::UnsupportedVersion { api, version });
-    }
-    let failed = |e| CodecError::Decode { api, version, why: text(e) };
-    let mut bytes = Bytes::copy_from_slice(body);
-    let header = RequestHeader::decode(&mut bytes, api.request_header_version(version)).map_err(failed)?;
-    let message = T::decode(&mut bytes, version).map_err(failed)?;
-    Ok((header, message))
+    decode_message(api, version, api.request_header_version(version), body)
 }
 
-/// Decodes a response body (the frame after its length prefix) to `version` of `api`.
+/// Decodes a response body (the frame after its length prefix): its header and message.
 pub fn decode_response<T: Decodable>(
     api: ApiKey,
     version: i16,
     body: &[u8],
 ) -> Result<(ResponseHeader, T), CodecError> {
+    decode_message(api, version, api.response_header_version(version), body)
+}
+
+fn decode_message<H: Decodable, T: Decodable>(
+    api: ApiKey,
+    version: i16,
+    header_version: i16,
+    body: &[u8],
+) -> Result<(H, T), CodecError> {
     if !decodable(api, version) {
         return Err(CodecError::UnsupportedVersion { api, version });
     }
     let failed = |e| CodecError::Decode { api, version, why: text(e) };
     let mut bytes = Bytes::copy_from_slice(body);
-    let header = ResponseHeader::decode(&mut bytes, api.response_header_version(version)).map_err(failed)?;
+    let header = H::decode(&mut bytes, header_version).map_err(failed)?;
     let message = T::decode(&mut bytes, version).map_err(failed)?;
     Ok((header, message))
 }
@@ -86,4 +94,42 @@ pub fn with_length_prefix(body: &[u8]) -> BytesMut {
     out.put_i32(body.len() as i32);
     out.put_slice(body);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::buf::ByteBufMut;
+
+    /// A message whose computed size is one byte short of what it writes.
+    struct Lying;
+
+    impl Encodable for Lying {
+        fn encode<B: ByteBufMut>(&self, buf: &mut B, _version: i16) -> anyhow::Result<()> {
+            buf.put_slice(&[1, 2, 3]);
+            Ok(())
+        }
+
+        fn compute_size(&self, _version: i16) -> anyhow::Result<usize> {
+            Ok(2)
+        }
+    }
+
+    #[test]
+    fn a_frame_never_leaves_with_a_length_prefix_that_lies() {
+        let header = ResponseHeader::default().with_correlation_id(1);
+        let error = encode_frame(ApiKey::Metadata, &header, 0, &Lying, 12).unwrap_err();
+        assert!(matches!(error, CodecError::Encode { api: ApiKey::Metadata, .. }), "{error}");
+        assert!(error.to_string().contains("encoded 7 bytes after computing 6"), "{error}");
+    }
+
+    #[test]
+    fn versions_outside_the_decodable_range_are_refused() {
+        let error =
+            decode_request::<kafka_protocol::messages::ProduceRequest>(ApiKey::Produce, 2, &[]).unwrap_err();
+        assert_eq!(error, CodecError::UnsupportedVersion { api: ApiKey::Produce, version: 2 });
+        let truncated =
+            decode_response::<kafka_protocol::messages::MetadataResponse>(ApiKey::Metadata, 12, &[0, 0]);
+        assert!(matches!(truncated, Err(CodecError::Decode { .. })));
+    }
 }
