@@ -56,17 +56,17 @@ impl Burst {
         Burst { window, opened: None, repeats: 0 }
     }
 
-    /// Records one occurrence; true when it must be logged (the first of a burst).
-    pub fn occur(&mut self, now: Instant) -> bool {
+    /// Records one occurrence. `Some(n)` when it must be logged (the first of a burst), with the
+    /// repeats of the previous burst not yet reported; `None` when it is only counted.
+    pub fn occur(&mut self, now: Instant) -> Option<u64> {
         match self.opened {
             Some(opened) if now.duration_since(opened) < self.window => {
                 self.repeats += 1;
-                false
+                None
             }
             _ => {
                 self.opened = Some(now);
-                self.repeats = 0;
-                true
+                Some(std::mem::take(&mut self.repeats))
             }
         }
     }
@@ -91,11 +91,20 @@ mod tests {
     fn a_burst_is_one_line_and_a_count() {
         let start = Instant::now();
         let mut burst = Burst::new(Duration::from_secs(1));
-        let logged = (0..300).filter(|i| burst.occur(start + Duration::from_millis(*i))).count();
-        assert_eq!(logged, 1);
+        let logged: Vec<_> = (0..300).filter_map(|i| burst.occur(start + Duration::from_millis(i))).collect();
+        assert_eq!(logged, [0], "one line for the first");
         assert_eq!(burst.closed(start + Duration::from_millis(500)), None, "window still open");
         assert_eq!(burst.closed(start + Duration::from_millis(1000)), Some(299));
         assert_eq!(burst.closed(start + Duration::from_millis(1500)), None, "reported once");
-        assert!(burst.occur(start + Duration::from_millis(1600)), "a later one starts a new burst");
+        assert_eq!(
+            burst.occur(start + Duration::from_millis(1600)),
+            Some(0),
+            "a later one starts a new burst"
+        );
+        // A flood that outlasts the window: the next line carries the count, none is lost.
+        for i in 0..150 {
+            assert_eq!(burst.occur(start + Duration::from_millis(1601 + i)), None, "counted, not logged");
+        }
+        assert_eq!(burst.occur(start + Duration::from_millis(2600)), Some(150));
     }
 }

@@ -227,8 +227,13 @@ impl Shard {
                         glommio::spawn_local(serve(shard.clone(), client, target)).detach();
                     }
                     Some(Err(e)) => {
-                        if shard.accept_failures.borrow_mut().occur(Instant::now()) {
-                            warn!(port, error = %e, "accept failed (repeats within a second are counted)");
+                        if let Some(before) = shard.accept_failures.borrow_mut().occur(Instant::now()) {
+                            warn!(
+                                port,
+                                error = %e,
+                                repeats_since_last_line = before,
+                                "accept failed (repeats within a second are counted)"
+                            );
                         }
                         sleep(Duration::from_millis(10)).await;
                     }
@@ -300,8 +305,8 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
     match shard.connect_upstream(target).await {
         Err(why) => {
             metrics.upstream_connect_failures.add(1);
-            if shard.upstream_failures.borrow_mut().occur(Instant::now()) {
-                warn!(%peer, ?target, error = %why, "closing client: upstream unreachable");
+            if let Some(before) = shard.upstream_failures.borrow_mut().occur(Instant::now()) {
+                warn!(%peer, ?target, error = %why, repeats_since_last_line = before, "closing client: upstream unreachable");
             }
         }
         Ok((broker, node)) => {

@@ -320,3 +320,28 @@ fn sigterm_lets_a_request_in_flight_finish_before_closing() {
     assert!(status.expect("kaos exits").success());
     assert!(started.elapsed() < Duration::from_secs(8), "drained well before the timeout: {log}");
 }
+
+#[test]
+fn running_out_of_file_descriptors_is_logged_once_a_second_with_a_count() {
+    let tansu = Tansu::start();
+    let kaos = Kaos::spawn_with_open_files(64, &tansu.address(), &["--shards", "1"]);
+    // Far more clients than descriptors: accepting them, or connecting upstream for them, fails
+    // about a hundred times a second.
+    let mut clients = Vec::new();
+    let started = Instant::now();
+    while clients.len() < 120 && started.elapsed() < Duration::from_secs(5) {
+        match std::net::TcpStream::connect(("127.0.0.1", kaos.port_start)) {
+            Ok(client) => clients.push(client),
+            Err(_) => break,
+        }
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(clients);
+    wait_until("the burst's count", Duration::from_secs(5), || {
+        kaos.log().contains("more times in the last second")
+    });
+    let log = kaos.log();
+    let lines = log.lines().filter(|line| line.contains("accept failed")).count();
+    assert!((1..=5).contains(&lines), "{lines} accept failure lines in ~3 s:\n{log}");
+    assert!(log.contains("Too many open files"), "{log}");
+}

@@ -164,6 +164,22 @@ impl Kaos {
 
     /// Starts kaos without waiting for the upstream cluster.
     pub fn spawn(bootstrap: &str, extra: &[&str]) -> Kaos {
+        Kaos::spawn_with(Command::new(env!("CARGO_BIN_EXE_kaos")), bootstrap, extra)
+    }
+
+    /// Starts kaos allowed only `open_files` file descriptors (`ulimit -n`).
+    pub fn spawn_with_open_files(open_files: u32, bootstrap: &str, extra: &[&str]) -> Kaos {
+        let mut shell = Command::new("sh");
+        shell.args([
+            "-c",
+            &format!("ulimit -n {open_files} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_kaos"),
+        ]);
+        Kaos::spawn_with(shell, bootstrap, extra)
+    }
+
+    /// Starts `command` (kaos, or what execs it) with kaos's arguments appended.
+    fn spawn_with(mut command: Command, bootstrap: &str, extra: &[&str]) -> Kaos {
         // Hold back the ports kaos will open for brokers: tansu's node 111, and nodes 1-3.
         let (port_start, admin_port) = loop {
             let port = free_port();
@@ -178,7 +194,7 @@ impl Kaos {
         };
         let process = Process::spawn(
             &format!("kaos-{port_start}"),
-            Command::new(env!("CARGO_BIN_EXE_kaos"))
+            command
                 .args(["--bootstrap-servers", bootstrap, "--port-start", &port_start.to_string()])
                 .args(["--admin-addr", &format!("127.0.0.1:{admin_port}"), "--log-level", "debug"])
                 .args(extra),
