@@ -62,3 +62,23 @@ mod test {
         assert_eq!(result[2].1, 2.0);
     }
 }
+
+/// KAOS PATCH: accept failures logged at most once a second, with how many more there were.
+#[derive(Default)]
+pub struct AcceptFailures {
+    logged_at: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    pub fn failed(&mut self, error: &std::io::Error) {
+        let now = std::time::Instant::now();
+        if self.logged_at.is_some_and(|at| now.duration_since(at) < std::time::Duration::from_secs(1)) {
+            self.unlogged += 1;
+            return;
+        }
+        log::error!("Error accepting new client: {} ({} more since the last such line)", error, self.unlogged);
+        self.logged_at = Some(now);
+        self.unlogged = 0;
+    }
+}
