@@ -75,3 +75,38 @@ fn lost_records_fail_the_run() {
         summary["partitions"].as_array().unwrap().iter().map(|p| p["lost"].as_u64().unwrap()).sum();
     assert_eq!(per_partition, summary["lost"].as_u64().unwrap());
 }
+
+#[test]
+fn a_producer_that_dies_fails_the_run_and_says_so() {
+    let tansu = Tansu::start();
+    let kaos = Kaos::start(&tansu.address(), &[]);
+    // PRODUCER_FENCED is fatal to an idempotent producer: it can send nothing after it.
+    let chaos = r#"1:2:broken-broker:{"config":{"errors":["PRODUCER_FENCED"]},"apiKeys":"PRODUCE","direction":"REQUEST"}"#;
+    let output = Command::new(loadtest_bin())
+        .args([
+            "--bootstrap-servers",
+            &kaos.bootstrap(),
+            "--admin-addr",
+            &format!("127.0.0.1:{}", kaos.admin_port),
+        ])
+        .args([
+            "--topic",
+            "fenced",
+            "--partitions",
+            "2",
+            "--rate",
+            "500",
+            "--duration",
+            "4",
+            "--chaos",
+            chaos,
+        ])
+        .args(["--producer-config", "enable.idempotence=true"])
+        .output()
+        .expect("kaos-loadtest runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "a dead producer fails the run:\n{stdout}");
+    assert!(stdout.contains("RESULT: PRODUCERS DIED"), "{stdout}");
+    assert!(stdout.contains("producer 0 died"), "the fatal error is named:\n{stdout}");
+    assert!(!stdout.contains("NO LOSS"), "{stdout}");
+}

@@ -103,6 +103,8 @@ struct Live {
     failed: AtomicU64,
     consumed: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// Producers that hit a fatal error (fenced, an unrecoverable sequence gap, ...), by id.
+    fatal: Mutex<BTreeMap<u32, String>>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -114,6 +116,47 @@ struct Deliveries {
     live: Arc<Live>,
     acked: Mutex<SequenceSet>,
     latency: Mutex<Histogram<u64>>,
+    /// The first error after which a producer cannot go on (fenced, a sequence gap, not
+    /// authorized), and whether anything was acknowledged after it: if not, the producer died.
+    lasting_error: Mutex<Option<String>>,
+    acked_after_lasting_error: AtomicBool,
+}
+
+impl Deliveries {
+    fn new(live: Arc<Live>) -> Deliveries {
+        Deliveries {
+            live,
+            acked: Mutex::default(),
+            latency: Mutex::new(histogram()),
+            lasting_error: Mutex::default(),
+            acked_after_lasting_error: AtomicBool::new(false),
+        }
+    }
+
+    /// Why the producer died, if it did: librdkafka's fatal error, or an error a producer does not
+    /// come back from, with no acknowledgement after it.
+    fn death(&self, client: &rdkafka::client::Client<Deliveries>) -> Option<String> {
+        if let Some((code, reason)) = client.fatal_error() {
+            return Some(format!("{code:?}: {reason}"));
+        }
+        let lasting = self.lasting_error.lock().expect("not poisoned").clone();
+        lasting.filter(|_| !self.acked_after_lasting_error.load(Ordering::Relaxed))
+    }
+}
+
+/// Errors after which a producer's later records cannot succeed without a new producer.
+fn is_lasting(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::Fatal
+    )
 }
 
 impl ClientContext for Deliveries {}
@@ -130,8 +173,14 @@ impl ProducerContext for Deliveries {
                     let _ = self.latency.lock().expect("not poisoned").record(micros);
                 }
                 self.live.acked.fetch_add(1, Ordering::Relaxed);
+                if self.lasting_error.lock().expect("not poisoned").is_some() {
+                    self.acked_after_lasting_error.store(true, Ordering::Relaxed);
+                }
             }
             Err((error, _)) => {
+                if error.rdkafka_error_code().is_some_and(is_lasting) {
+                    self.lasting_error.lock().expect("not poisoned").get_or_insert_with(|| error.to_string());
+                }
                 self.live.failed.fetch_add(1, Ordering::Relaxed);
                 *self.live.errors.lock().expect("not poisoned").entry(error.to_string()).or_default() += 1;
             }
@@ -258,7 +307,8 @@ fn run(args: &Args) -> Result<bool, String> {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     let duplicates = summary["consumed"]["duplicates"].as_u64().unwrap_or(0);
-    Ok(lost == 0 && !(args.fail_on_duplicates && duplicates > 0))
+    let producers_died = !live.fatal.lock().expect("not poisoned").is_empty();
+    Ok(lost == 0 && !producers_died && !(args.fail_on_duplicates && duplicates > 0))
 }
 
 /// Sends `records` one at a time, each after the previous delivery report, and reports latency.
@@ -267,8 +317,7 @@ fn closed_loop(args: &Args, records: u64) -> Result<bool, String> {
     let mut config = client_config(&args.bootstrap_servers, &args.producer_config)?;
     config.set("linger.ms", "0").set("acks", "1");
     let live = Arc::new(Live::default());
-    let context =
-        Deliveries { live: live.clone(), acked: Mutex::default(), latency: Mutex::new(histogram()) };
+    let context = Deliveries::new(live.clone());
     let producer: BaseProducer<Deliveries> =
         config.create_with_context(context).map_err(|e| e.to_string())?;
     let mut value = Vec::with_capacity(args.record_size);
@@ -339,8 +388,7 @@ fn produce(
     until: Instant,
     live: Arc<Live>,
 ) -> Result<(SequenceSet, Histogram<u64>), String> {
-    let context =
-        Deliveries { live: live.clone(), acked: Mutex::default(), latency: Mutex::new(histogram()) };
+    let context = Deliveries::new(live.clone());
     let producer: BaseProducer<Deliveries> =
         config.create_with_context(context).map_err(|e| format!("producer {id}: {e}"))?;
     let key = id.to_be_bytes();
@@ -365,14 +413,22 @@ fn produce(
                     producer.poll(Duration::from_millis(1));
                     record = unsent;
                 }
+                Err(_) if producer.client().fatal_error().is_some() => break,
                 Err((error, _)) => return Err(format!("producer {id}: {error}")),
             }
+        }
+        // A producer with a fatal error can send nothing more: stop, and report it.
+        if producer.client().fatal_error().is_some() {
+            break;
         }
         live.sent.fetch_add(1, Ordering::Relaxed);
         sequence += 1;
         producer.poll(Duration::ZERO);
     }
     let _ = producer.flush(Duration::from_secs(60));
+    if let Some(death) = producer.context().death(producer.client()) {
+        live.fatal.lock().expect("not poisoned").insert(id, death);
+    }
     let context = producer.context();
     let acked = std::mem::take(&mut *context.acked.lock().expect("not poisoned"));
     let latency = context.latency.lock().expect("not poisoned").clone();
@@ -524,6 +580,7 @@ fn summarize(
             "acked": acked,
             "failed": live.failed.load(Ordering::Relaxed),
             "errors": *live.errors.lock().expect("not poisoned"),
+            "fatal": *live.fatal.lock().expect("not poisoned"),
         },
         "consumed": {
             "records": totals.0,
@@ -591,7 +648,21 @@ fn print_summary(summary: &serde_json::Value) {
             event["at_s"].as_f64().unwrap_or(0.0)
         );
     }
+    for (producer, error) in produced["fatal"].as_object().into_iter().flatten() {
+        println!("  producer {producer} died: {error}");
+    }
     let lost = summary["lost"].as_u64().unwrap_or(0);
+    if let Some(dead) = produced["fatal"].as_object().filter(|dead| !dead.is_empty()) {
+        println!(
+            "RESULT: PRODUCERS DIED ({} producer(s) hit a fatal error; {} records failed, {} acknowledged, {} acknowledged records lost)",
+            dead.len(),
+            produced["failed"],
+            produced["acked"],
+            lost
+        );
+        return;
+    }
+    let (failed, sent) = (produced["failed"].as_u64().unwrap_or(0), produced["sent"].as_u64().unwrap_or(0));
     if summary["loss_checked"] == false {
         println!(
             "RESULT: produce only ({} acknowledged; no consumers, so loss was not checked)",
@@ -599,10 +670,13 @@ fn print_summary(summary: &serde_json::Value) {
         );
         return;
     }
+    let verdict = match (lost, failed.saturating_mul(2) > sent) {
+        (0, false) => "NO LOSS",
+        (0, true) => "NO ACKNOWLEDGED RECORD LOST, BUT MOST RECORDS FAILED",
+        _ => "DATA LOST",
+    };
     println!(
-        "RESULT: {} ({} acknowledged records lost, {} duplicates read)",
-        if lost == 0 { "NO LOSS" } else { "DATA LOST" },
-        lost,
+        "RESULT: {verdict} ({lost} acknowledged records lost, {} duplicates read, {failed} of {sent} records failed)",
         consumed["duplicates"]
     );
 }
