@@ -15,8 +15,8 @@ fn loadtest_bin() -> PathBuf {
     path
 }
 
-/// Runs the tool; returns its exit code and JSON summary.
-fn run(kaos: &Kaos, topic: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+/// Runs the tool; returns its exit code, JSON summary and printed report.
+fn run(kaos: &Kaos, topic: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
     let summary = std::env::temp_dir().join(format!("kaos-loadtest-{}-{topic}.json", std::process::id()));
     let output = Command::new(loadtest_bin())
         .args([
@@ -36,7 +36,8 @@ fn run(kaos: &Kaos, topic: &str, extra: &[&str]) -> (i32, serde_json::Value) {
         panic!("no summary; stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr))
     });
     let _ = std::fs::remove_file(&summary);
-    (output.status.code().unwrap_or(-1), serde_json::from_str(&text).expect("JSON summary"))
+    let summary = serde_json::from_str(&text).expect("JSON summary");
+    (output.status.code().unwrap_or(-1), summary, stdout.into_owned())
 }
 
 #[test]
@@ -45,7 +46,7 @@ fn duplicates_injected_by_kaos_are_reported() {
     let kaos = Kaos::start(&tansu.address(), &[]);
     let chaos = r#"1:2:duplicate-resource:{"config":{},"apiKeys":"PRODUCE","direction":"REQUEST"}"#;
     let plain = ["--producer-config", "enable.idempotence=false", "--producer-config", "linger.ms=20"];
-    let (code, summary) =
+    let (code, summary, _) =
         run(&kaos, "dups", &[&plain[..], &["--chaos", chaos, "--fail-on-duplicates"]].concat());
     let duplicates = summary["consumed"]["duplicates"].as_u64().unwrap();
     assert!(duplicates > 0, "duplicates reported: {summary}");
@@ -57,7 +58,7 @@ fn duplicates_injected_by_kaos_are_reported() {
     assert_eq!(kaos.get("/rules").1, "[]", "the run leaves kaos clean");
 
     // The same run without chaos reads every record exactly once.
-    let (code, summary) = run(&kaos, "clean", &plain);
+    let (code, summary, _) = run(&kaos, "clean", &plain);
     assert_eq!((code, summary["consumed"]["duplicates"].as_u64()), (0, Some(0)), "{summary}");
 }
 
@@ -67,7 +68,7 @@ fn lost_records_fail_the_run() {
     let kaos = Kaos::start(&tansu.address(), &[]);
     // acks=0: the producer counts every record as delivered, while kaos drops them for 2 s.
     let chaos = r#"1:2:broken-broker:{"config":{},"apiKeys":"PRODUCE","direction":"REQUEST"}"#;
-    let (code, summary) =
+    let (code, summary, _) =
         run(&kaos, "lossy", &["--producer-config", "acks=0", "--chaos", chaos, "--drain-timeout", "5"]);
     assert!(summary["lost"].as_u64().unwrap() > 0, "{summary}");
     assert_eq!(code, 1, "data loss fails the run");
@@ -82,30 +83,10 @@ fn a_producer_that_dies_fails_the_run_and_says_so() {
     let kaos = Kaos::start(&tansu.address(), &[]);
     // PRODUCER_FENCED is fatal to an idempotent producer: it can send nothing after it.
     let chaos = r#"1:2:broken-broker:{"config":{"errors":["PRODUCER_FENCED"]},"apiKeys":"PRODUCE","direction":"REQUEST"}"#;
-    let output = Command::new(loadtest_bin())
-        .args([
-            "--bootstrap-servers",
-            &kaos.bootstrap(),
-            "--admin-addr",
-            &format!("127.0.0.1:{}", kaos.admin_port),
-        ])
-        .args([
-            "--topic",
-            "fenced",
-            "--partitions",
-            "2",
-            "--rate",
-            "500",
-            "--duration",
-            "4",
-            "--chaos",
-            chaos,
-        ])
-        .args(["--producer-config", "enable.idempotence=true"])
-        .output()
-        .expect("kaos-loadtest runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "a dead producer fails the run:\n{stdout}");
+    let (code, summary, stdout) =
+        run(&kaos, "fenced", &["--chaos", chaos, "--producer-config", "enable.idempotence=true"]);
+    assert_eq!(code, 1, "a dead producer fails the run:\n{stdout}");
+    assert!(summary["produced"]["fatal"]["0"].is_string(), "the summary names it: {summary}");
     assert!(stdout.contains("RESULT: PRODUCERS DIED"), "{stdout}");
     assert!(stdout.contains("producer 0 died"), "the fatal error is named:\n{stdout}");
     assert!(!stdout.contains("NO LOSS"), "{stdout}");
