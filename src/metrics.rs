@@ -82,6 +82,9 @@ pub struct ShardMetrics {
     pub chaos_latency_added_ms: [Counter; FAULTS.len()],
     /// Requests a matching rule could not act on: a version kaos cannot decode, passed untouched.
     pub chaos_undecodable: Counter,
+    /// Produce requests failed because kaos failed an earlier one for the same partition that the
+    /// client had not yet seen: forwarding them would open a sequence gap.
+    pub chaos_gaps_prevented: Counter,
 }
 
 impl Default for ShardMetrics {
@@ -99,6 +102,7 @@ impl Default for ShardMetrics {
             chaos_records_changed: Default::default(),
             chaos_latency_added_ms: Default::default(),
             chaos_undecodable: Counter::default(),
+            chaos_gaps_prevented: Counter::default(),
         }
     }
 }

@@ -1,70 +1,58 @@
-//! broken-broker: an affected Produce or Fetch request is not forwarded. After a random latency
-//! kaos answers it as a broker in trouble would: every partition carries one of `errors`, picked
-//! at random per request, and nothing was written.
+//! broken-broker: breaks a broker for a window of time. A request that opens the window, and
+//! every request the rule matches on a connection to that broker while it is open, is not
+//! forwarded: after a random latency kaos answers it as a broker in trouble would, every partition
+//! carrying one of `errors`, and nothing was written. With `topics` or `topicPatterns` only
+//! requests for those topics break. See `outage` for how windows open.
 
 use kafka_protocol::messages::ApiKey;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::config::{ConfigError, Configurable, pick_latency, settle_latency};
+use super::config::{ConfigError, Configurable};
 use super::errors::KafkaError;
+use super::outage::{self, WindowScope, Windows};
 use super::{Effect, Fault, FaultConfig, FaultContext};
 
-/// A local answer in the request's place: its errors and latency. leader-election is the same
-/// fault with other default errors.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Failure {
-    /// Kafka errors to answer with; each request gets one of them, picked at random.
-    errors: Vec<KafkaError>,
-    /// Least time before kaos answers, in milliseconds.
-    min_latency_to_add_in_milliseconds: u64,
-    /// Most time before kaos answers, in milliseconds (default: the minimum).
-    max_latency_to_add_in_milliseconds: Option<u64>,
-}
-
-impl Failure {
-    pub fn defaults(errors: &[&str]) -> Value {
-        json!({"errors": errors, "minLatencyToAddInMilliseconds": 0})
-    }
-
-    pub fn validate(&mut self) -> Result<(), ConfigError> {
-        if self.errors.is_empty() {
-            return Err(ConfigError::new("config.errors", "needs at least one Kafka error name"));
-        }
-        settle_latency(self.min_latency_to_add_in_milliseconds, &mut self.max_latency_to_add_in_milliseconds)
-    }
-
-    pub fn answer(&self, rng: &mut fastrand::Rng) -> Effect {
-        let error = self.errors[rng.usize(..self.errors.len())].0;
-        let after = pick_latency(
-            self.min_latency_to_add_in_milliseconds,
-            self.max_latency_to_add_in_milliseconds,
-            rng,
-        );
-        Effect::Fail { error, after }
-    }
-}
+/// How long a broker stays broken when neither `brokenMs` nor a latency is given.
+const DEFAULT_BROKEN_MS: u64 = 3000;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(transparent)]
-pub struct BrokenBroker(Failure);
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BrokenBroker {
+    /// Kafka errors to answer with; each request gets one of them, picked at random.
+    errors: Vec<KafkaError>,
+    /// Least time before kaos answers a broken request, in milliseconds.
+    min_latency_to_add_in_milliseconds: u64,
+    /// Most time before kaos answers a broken request, in milliseconds (default: the minimum).
+    max_latency_to_add_in_milliseconds: Option<u64>,
+    /// How long the broker stays broken once it breaks, in milliseconds (default: a pick
+    /// between the latencies when they are set, else 3000).
+    broken_ms: Option<u64>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    windows: Windows,
+}
 
 impl Configurable for BrokenBroker {
     fn defaults() -> Value {
-        Failure::defaults(&["BROKER_NOT_AVAILABLE"])
+        outage::defaults(&["BROKER_NOT_AVAILABLE"])
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
-        self.0.validate()
+        let min = self.min_latency_to_add_in_milliseconds;
+        outage::check(&self.errors, min, &mut self.max_latency_to_add_in_milliseconds)?;
+        let length =
+            outage::window_length(self.broken_ms, min, self.max_latency_to_add_in_milliseconds, DEFAULT_BROKEN_MS);
+        self.windows = Windows::new(WindowScope::Broker, length);
+        Ok(())
     }
 }
 
 impl FaultConfig for BrokenBroker {
     const NAME: &'static str = "broken-broker";
     const SUMMARY: &'static str =
-        "Answers Produce or Fetch requests with broker errors instead of forwarding them.";
+        "Breaks a broker for a while: Produce or Fetch requests get broker errors instead of being forwarded.";
     const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce, ApiKey::Fetch];
 }
 
@@ -74,8 +62,13 @@ impl Fault for BrokenBroker {
         true
     }
 
+    fn windows(&self) -> Option<&Windows> {
+        Some(&self.windows)
+    }
+
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
-        Some(self.0.answer(context.rng))
+        let max = self.max_latency_to_add_in_milliseconds;
+        Some(outage::answer(&self.errors, self.min_latency_to_add_in_milliseconds, max, context.rng))
     }
 }
 
@@ -83,30 +76,45 @@ impl Fault for BrokenBroker {
 mod tests {
     use super::*;
     use crate::chaos::config::parse;
+    use serde_json::json;
+
+    fn broken(config: Value) -> Result<BrokenBroker, ConfigError> {
+        parse(config.as_object().unwrap().clone())
+    }
 
     #[test]
     fn answers_with_one_of_its_errors_after_its_latency() {
-        let config = json!({"errors": ["NOT_ENOUGH_REPLICAS", "REQUEST_TIMED_OUT"], "minLatencyToAddInMilliseconds": 3});
-        let fault: BrokenBroker = parse(config.as_object().unwrap().clone()).unwrap();
+        let fault =
+            broken(json!({"errors": ["NOT_ENOUGH_REPLICAS", "REQUEST_TIMED_OUT"], "minLatencyToAddInMilliseconds": 3}))
+                .unwrap();
         let mut rng = fastrand::Rng::with_seed(7);
+        let topics = Default::default();
         for _ in 0..20 {
-            let Effect::Fail { error, after } = fault.0.answer(&mut rng) else { panic!("a failure") };
+            let mut context =
+                FaultContext { rng: &mut rng, topics: &topics, produce: None, topic_names: &|_: &[u8; 16]| None };
+            let Some(Effect::Fail { error, after }) = fault.apply(&mut context) else { panic!("a failure") };
             assert!(error == 19 || error == 7, "{error}");
             assert_eq!(after.as_millis(), 3);
         }
     }
 
     #[test]
+    fn breaks_a_whole_broker_for_its_window() {
+        let windows = |config: Value| {
+            let fault = broken(config).unwrap();
+            (fault.windows().unwrap().scope(), serde_json::to_value(&fault).unwrap()["brokenMs"].clone())
+        };
+        assert_eq!(windows(json!({})), (WindowScope::Broker, Value::Null), "brokenMs is optional");
+        assert_eq!(windows(json!({"brokenMs": 250})).1, 250);
+    }
+
+    #[test]
     fn defaults_and_bad_errors() {
-        let fault: BrokenBroker = parse(Default::default()).unwrap();
+        let fault = broken(json!({})).unwrap();
         assert_eq!(serde_json::to_value(&fault).unwrap()["errors"], json!(["BROKER_NOT_AVAILABLE"]));
-        let bad = json!({"errors": ["BROKER_NOT_AVAILABLE", "OOPS"]});
-        let error = parse::<BrokenBroker>(bad.as_object().unwrap().clone()).unwrap_err();
+        let error = broken(json!({"errors": ["BROKER_NOT_AVAILABLE", "OOPS"]})).unwrap_err();
         assert_eq!(error.field, "config.errors[1]");
-        let none = json!({"errors": []});
-        assert_eq!(
-            parse::<BrokenBroker>(none.as_object().unwrap().clone()).unwrap_err().field,
-            "config.errors"
-        );
+        assert_eq!(broken(json!({"errors": []})).unwrap_err().field, "config.errors");
+        assert_eq!(broken(json!({"brokenMs": -1})).unwrap_err().field, "config.brokenMs");
     }
 }

@@ -272,17 +272,19 @@ pub struct Schedule {
 impl Schedule {
     /// Whether a rule created `age` ago is in its active phase.
     pub fn is_active(&self, age: Duration) -> bool {
-        let active = match self.duration {
-            None => return true,
-            Some(d) if d.is_zero() => return true,
-            Some(d) => d,
+        self.active_left(age).is_none_or(|left| !left.is_zero())
+    }
+
+    /// How much of the active phase is left for a rule created `age` ago: zero while it is
+    /// quiet, `None` when it never goes quiet.
+    pub fn active_left(&self, age: Duration) -> Option<Duration> {
+        let (active, quiet) = match (self.duration, self.quiet) {
+            (Some(active), Some(quiet)) if !active.is_zero() && !quiet.is_zero() => (active, quiet),
+            _ => return None,
         };
-        let quiet = self.quiet.unwrap_or_default();
-        if quiet.is_zero() {
-            return true;
-        }
-        let cycle = (active + quiet).as_nanos();
-        age.as_nanos() % cycle < active.as_nanos()
+        let into_cycle = age.as_nanos() % (active + quiet).as_nanos();
+        let left = active.as_nanos().saturating_sub(into_cycle);
+        Some(Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX)))
     }
 
     fn to_json(self, config: &mut Map<String, Value>) {

@@ -1,33 +1,64 @@
-//! leader-election: as broken-broker, with the errors a client sees while a partition changes
-//! leader. Clients refresh their metadata and retry.
+//! leader-election: a partition loses its leader for a window of time. The request that starts
+//! the election, and every request the rule matches for that partition on a connection to that
+//! broker while it lasts, is answered with the errors a client sees while a partition changes
+//! leader; the client refreshes its metadata and retries until the window closes. A request that
+//! touches several partitions starts an election for each. See `outage` for how windows open.
 
 use kafka_protocol::messages::ApiKey;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::broken_broker::Failure;
 use super::config::{ConfigError, Configurable};
+use super::errors::KafkaError;
+use super::outage::{self, WindowScope, Windows};
 use super::{Effect, Fault, FaultConfig, FaultContext};
 
+/// How long an election lasts when neither `electionMs` nor a latency is given: a controlled
+/// leader change and the metadata refresh that follows take about this long.
+const DEFAULT_ELECTION_MS: u64 = 1000;
+
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(transparent)]
-pub struct LeaderElection(Failure);
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeaderElection {
+    /// Kafka errors to answer with; each request gets one of them, picked at random.
+    errors: Vec<KafkaError>,
+    /// Least time before kaos answers a request during an election, in milliseconds.
+    min_latency_to_add_in_milliseconds: u64,
+    /// Most time before kaos answers a request during an election, in milliseconds (default:
+    /// the minimum).
+    max_latency_to_add_in_milliseconds: Option<u64>,
+    /// How long a partition has no leader once its election starts, in milliseconds (default:
+    /// a pick between the latencies when they are set, else 1000).
+    election_ms: Option<u64>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    windows: Windows,
+}
 
 impl Configurable for LeaderElection {
     fn defaults() -> Value {
-        Failure::defaults(&["LEADER_NOT_AVAILABLE", "NOT_LEADER_OR_FOLLOWER", "BROKER_NOT_AVAILABLE"])
+        outage::defaults(&["LEADER_NOT_AVAILABLE", "NOT_LEADER_OR_FOLLOWER", "BROKER_NOT_AVAILABLE"])
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
-        self.0.validate()
+        let min = self.min_latency_to_add_in_milliseconds;
+        outage::check(&self.errors, min, &mut self.max_latency_to_add_in_milliseconds)?;
+        let length = outage::window_length(
+            self.election_ms,
+            min,
+            self.max_latency_to_add_in_milliseconds,
+            DEFAULT_ELECTION_MS,
+        );
+        self.windows = Windows::new(WindowScope::Partition, length);
+        Ok(())
     }
 }
 
 impl FaultConfig for LeaderElection {
     const NAME: &'static str = "leader-election";
     const SUMMARY: &'static str =
-        "Answers Produce or Fetch requests with the errors of a partition changing leader.";
+        "Starts leader elections: a partition's Produce or Fetch requests fail with leader-change errors for a while.";
     const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce, ApiKey::Fetch];
 }
 
@@ -37,8 +68,13 @@ impl Fault for LeaderElection {
         true
     }
 
+    fn windows(&self) -> Option<&Windows> {
+        Some(&self.windows)
+    }
+
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
-        Some(self.0.answer(context.rng))
+        let max = self.max_latency_to_add_in_milliseconds;
+        Some(outage::answer(&self.errors, self.min_latency_to_add_in_milliseconds, max, context.rng))
     }
 }
 
@@ -48,13 +84,19 @@ mod tests {
     use crate::chaos::config::parse;
 
     #[test]
-    fn defaults_to_leader_change_errors() {
+    fn defaults_to_leader_change_errors_over_partition_windows() {
         let fault: LeaderElection = parse(Default::default()).unwrap();
+        assert_eq!(fault.windows().unwrap().scope(), WindowScope::Partition);
         let mut rng = fastrand::Rng::with_seed(1);
+        let topics = Default::default();
         let seen: std::collections::BTreeSet<i16> = (0..200)
-            .map(|_| match fault.0.answer(&mut rng) {
-                Effect::Fail { error, .. } => error,
-                other => panic!("{other:?}"),
+            .map(|_| {
+                let mut context =
+                    FaultContext { rng: &mut rng, topics: &topics, produce: None, topic_names: &|_: &[u8; 16]| None };
+                match fault.apply(&mut context) {
+                    Some(Effect::Fail { error, .. }) => error,
+                    other => panic!("{other:?}"),
+                }
             })
             .collect();
         assert_eq!(

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod errors;
+pub mod outage;
 pub mod plan;
 pub mod records;
 pub mod respond;
@@ -83,6 +84,13 @@ pub trait Fault: Send + Sync + Debug {
     /// Whether it must see the decoded request at all (to rewrite it, or to answer it).
     fn needs_request(&self) -> bool {
         self.rewrites_records()
+    }
+
+    /// For a fault that acts over windows of time (an outage) rather than per request: its
+    /// windows. Its rule then sees every request in scope, `rateInPercent` is the chance that one
+    /// opens a window, and `apply` is asked only for requests inside a window.
+    fn windows(&self) -> Option<&outage::Windows> {
+        None
     }
 
     /// Applies the fault to one request; `None` when it had nothing to act on.

@@ -1,7 +1,11 @@
 //! Chaos for one request, in two steps. `Plan::decide` runs on every request of an API that has
 //! rules, from the header alone: scope, broker, schedule and rate. Only when a rule fires and
-//! needs the body does `Plan::carry_out` decode the request, check its topics and let the faults
-//! act. An API with no rules costs one index lookup.
+//! needs the body does `Plan::carry_out` decode the request, check its topics and partitions and
+//! let the faults act. An API with no rules costs one index lookup.
+//!
+//! Outages (faults with windows, see `outage`) take part whenever one of their windows is open,
+//! since a request inside one must fail whatever the coin says; where none is open the coin
+//! decides whether the request opens one.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader};
 
-use super::{Direction, Effect, FaultContext, FaultSpec, Rule, respond};
+use super::outage::{WindowScope, Windows};
+use super::{Direction, Effect, FaultContext, FaultSpec, Rule, TopicFilter, respond};
 use crate::wire::codec::decode_request;
 use crate::wire::{CodecError, RequestPrefix, TopicNames, encode_frame};
 
@@ -25,8 +30,18 @@ pub struct Scope<'a> {
 /// The rules that fired for one request.
 #[derive(Debug)]
 pub struct Plan {
-    rules: Vec<Arc<Rule>>,
+    fired: Vec<Fired>,
     pub needs_body: bool,
+    /// The broker the request goes to, whose outage windows apply.
+    node: Option<i32>,
+}
+
+#[derive(Debug)]
+struct Fired {
+    rule: Arc<Rule>,
+    /// Whether its rate already fired. An outage with open windows takes part without a toss:
+    /// inside a window it acts anyway, and elsewhere it tosses once the partitions are known.
+    rolled: bool,
 }
 
 /// What the connection must do with a request after the faults acted.
@@ -42,6 +57,9 @@ pub struct Outcome {
     pub response_delay: Duration,
     /// The re-encoded request (length prefix included) when records changed.
     pub rewritten: Option<BytesMut>,
+    /// The decoded Produce request and its error, when kaos failed it: the connection must not
+    /// let later batches for its partitions through before the client saw the failure.
+    pub failed_produce: Option<(ProduceRequest, i16)>,
     /// Each fault that acted, for the metrics.
     pub applied: Vec<(&'static FaultSpec, Effect)>,
 }
@@ -71,18 +89,21 @@ impl Plan {
         let fired: Vec<_> = candidates
             .iter()
             .filter(|rule| {
-                rule.applies_to(scope.user, scope.node)
-                    && rule.is_active(now)
-                    && topic_matches(rule)
-                    && rule.fires(rng)
+                rule.applies_to(scope.user, scope.node) && rule.is_active(now) && topic_matches(rule)
             })
-            .cloned()
+            .filter_map(|rule| {
+                let rolled = match rule.fault.windows() {
+                    Some(windows) if windows.any_open(now) => false,
+                    _ => rule.fires(rng).then_some(true)?,
+                };
+                Some(Fired { rule: rule.clone(), rolled })
+            })
             .collect();
         if fired.is_empty() {
             return None;
         }
-        let needs_body = fired.iter().any(|rule| rule.needs_body());
-        Some(Plan { rules: fired, needs_body })
+        let needs_body = fired.iter().any(|fired| fired.rule.needs_body());
+        Some(Plan { fired, needs_body, node: scope.node })
     }
 
     /// Lets the fired faults act on one request. `body` is the frame after its length prefix;
@@ -96,13 +117,24 @@ impl Plan {
         rng: &mut fastrand::Rng,
     ) -> Result<Outcome, CodecError> {
         let mut decoded = if self.needs_body { Some(decode(request, body)?) } else { None };
-        let topics = decoded.as_ref().map(|d| touched_topics(d, topic_names)).unwrap_or_default();
+        let partitions = decoded.as_ref().map(|d| touched_partitions(d, topic_names)).unwrap_or_default();
         let mut outcome = Outcome::default();
         let mut rewrote = false;
-        for rule in &self.rules {
-            if !rule.common.topics.is_empty() && !topics.iter().any(|topic| rule.common.topics.matches(topic))
-            {
+        let mut failed_with = 0;
+        for Fired { rule, rolled } in &self.fired {
+            let topics = &rule.common.topics;
+            if !topics.is_empty() && !partitions.iter().any(|(topic, _)| topics.matches(topic)) {
                 continue;
+            }
+            if let Some(windows) = rule.fault.windows() {
+                let keys = window_keys(windows, self.node, &partitions, topics);
+                let now = Instant::now();
+                if !keys.iter().any(|&key| windows.is_open(key, now)) {
+                    if !(*rolled || rule.fires(rng)) {
+                        continue;
+                    }
+                    windows.open(&keys, now, rule.active_until(now), rng);
+                }
             }
             let produce = match &mut decoded {
                 Some(Decoded::Produce(_, produce)) => Some(produce),
@@ -130,6 +162,7 @@ impl Plan {
                         None => continue,
                     }?;
                     outcome.answer = Some((frame, *after));
+                    failed_with = *error;
                 }
                 Effect::Fail { .. } => {}
                 Effect::Duplicate => outcome.duplicate = true,
@@ -137,12 +170,17 @@ impl Plan {
             }
             outcome.applied.push((rule.spec, effect));
         }
-        if let Some(Decoded::Produce(header, produce)) =
-            decoded.as_ref().filter(|_| rewrote && outcome.answer.is_none())
-        {
-            let header_version = ApiKey::Produce.request_header_version(request.api_version);
-            let frame = encode_frame(ApiKey::Produce, header, header_version, produce, request.api_version)?;
-            outcome.rewritten = Some(frame);
+        match decoded {
+            Some(Decoded::Produce(_, produce)) if outcome.answer.is_some() => {
+                outcome.failed_produce = Some((produce, failed_with));
+            }
+            Some(Decoded::Produce(header, produce)) if rewrote => {
+                let header_version = ApiKey::Produce.request_header_version(request.api_version);
+                let frame =
+                    encode_frame(ApiKey::Produce, &header, header_version, &produce, request.api_version)?;
+                outcome.rewritten = Some(frame);
+            }
+            _ => {}
         }
         Ok(outcome)
     }
@@ -161,18 +199,43 @@ fn decode(request: RequestPrefix, body: &[u8]) -> Result<Decoded, CodecError> {
     }
 }
 
-/// The topic names a request touches; topics known only by an unknown id are left out.
-fn touched_topics(decoded: &Decoded, names: &dyn TopicNames) -> Vec<String> {
+/// The partitions a request touches, by topic name; topics known only by an unknown id are left
+/// out.
+fn touched_partitions(decoded: &Decoded, names: &dyn TopicNames) -> Vec<(String, i32)> {
+    let mut touched = Vec::new();
     match decoded {
-        Decoded::Produce(_, produce) => produce
-            .topic_data
+        Decoded::Produce(_, produce) => {
+            for topic in &produce.topic_data {
+                if let Some(name) = names.name_of(topic.name.0.as_str(), topic.topic_id.as_bytes()) {
+                    touched.extend(topic.partition_data.iter().map(|p| (name.clone(), p.index)));
+                }
+            }
+        }
+        Decoded::Fetch(fetch) => {
+            for topic in &fetch.topics {
+                if let Some(name) = names.name_of(topic.topic.0.as_str(), topic.topic_id.as_bytes()) {
+                    touched.extend(topic.partitions.iter().map(|p| (name.clone(), p.partition)));
+                }
+            }
+        }
+    }
+    touched
+}
+
+/// The outage windows a request to broker `node` falls in: the broker's, or those of each of its
+/// partitions that the rule's topics cover.
+fn window_keys(
+    windows: &Windows,
+    node: Option<i32>,
+    partitions: &[(String, i32)],
+    topics: &TopicFilter,
+) -> Vec<u64> {
+    match windows.scope() {
+        WindowScope::Broker => vec![Windows::key(node, None)],
+        WindowScope::Partition => partitions
             .iter()
-            .filter_map(|t| names.name_of(t.name.0.as_str(), t.topic_id.as_bytes()))
-            .collect(),
-        Decoded::Fetch(fetch) => fetch
-            .topics
-            .iter()
-            .filter_map(|t| names.name_of(t.topic.0.as_str(), t.topic_id.as_bytes()))
+            .filter(|(topic, _)| topics.matches(topic))
+            .map(|(topic, partition)| Windows::key(node, Some((topic, *partition))))
             .collect(),
     }
 }
@@ -181,6 +244,7 @@ fn touched_topics(decoded: &Decoded, names: &dyn TopicNames) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::chaos::RuleSet;
+    use crate::chaos::outage::Windows;
     use bytes::Bytes;
     use kafka_protocol::messages::{ProduceResponse, ResponseHeader};
     use kafka_protocol::protocol::Decodable;
@@ -323,5 +387,57 @@ mod tests {
         let plan = Plan::decide(orders.for_api(0), Scope::default(), Some(&["orders".to_owned()]), &mut rng)
             .unwrap();
         assert!(plan.needs_body);
+    }
+
+    /// Carries out `rules` for a Produce to broker `node` touching partition `partition` of
+    /// "orders": whether kaos failed it.
+    fn fails(rules: &RuleSet, node: i32, partition: i32) -> bool {
+        let body = Produce::new(9)
+            .topic(
+                Topic::new("orders", TOPIC_ID)
+                    .partition(partition, batch(Compression::None, &[b"x"], -1, -1)),
+            )
+            .body();
+        let prefix = RequestPrefix::parse(&body).unwrap();
+        let mut rng = fastrand::Rng::new();
+        let scope = Scope { user: None, node: Some(node) };
+        let Some(plan) = Plan::decide(rules.for_api(0), scope, None, &mut rng) else { return false };
+        plan.carry_out(prefix, &body, &names, &mut rng).unwrap().answer.is_some()
+    }
+
+    fn open_window(rules: &RuleSet, node: i32, partition: Option<i32>) {
+        let windows = rules.rules()[0].fault.windows().expect("an outage");
+        let key = Windows::key(Some(node), partition.map(|p| ("orders", p)));
+        windows.open(&[key], Instant::now(), None, &mut fastrand::Rng::new());
+    }
+
+    #[test]
+    fn an_election_fails_every_request_for_its_partition_on_its_broker_until_it_ends() {
+        // Rate 0: no request starts an election, so only the one opened here acts.
+        let election = rules("leader-election", r#"{"rateInPercent":0,"electionMs":150}"#);
+        assert!(!fails(&election, 1, 0));
+        open_window(&election, 1, Some(0));
+        assert!((0..50).all(|_| fails(&election, 1, 0)), "every request inside the window fails");
+        assert!(!fails(&election, 1, 1), "another partition has its leader");
+        assert!(!fails(&election, 2, 0), "the same partition on another broker is not this election");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!fails(&election, 1, 0), "the election is over");
+    }
+
+    #[test]
+    fn the_rate_is_the_chance_to_start_an_election_and_the_request_that_starts_it_fails() {
+        let election = rules("leader-election", r#"{"rateInPercent":100,"electionMs":60000}"#);
+        assert!(fails(&election, 1, 3));
+        let windows = election.rules()[0].fault.windows().unwrap();
+        assert!(windows.is_open(Windows::key(Some(1), Some(("orders", 3))), Instant::now()));
+        assert!(!windows.is_open(Windows::key(Some(1), Some(("orders", 4))), Instant::now()));
+    }
+
+    #[test]
+    fn a_broken_broker_fails_everything_on_that_broker_for_its_window() {
+        let broken = rules("broken-broker", r#"{"rateInPercent":0,"brokenMs":60000}"#);
+        open_window(&broken, 1, None);
+        assert!((0..4).all(|partition| fails(&broken, 1, partition)));
+        assert!(!fails(&broken, 2, 0), "other brokers work");
     }
 }

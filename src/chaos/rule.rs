@@ -153,6 +153,13 @@ impl Rule {
         self.common.schedule.is_active(now.saturating_duration_since(self.created))
     }
 
+    /// When the rule's current active phase ends; `None` when it never goes quiet (or not
+    /// within the clock's range).
+    pub fn active_until(&self, now: Instant) -> Option<Instant> {
+        let left = self.common.schedule.active_left(now.saturating_duration_since(self.created))?;
+        now.checked_add(left)
+    }
+
     /// Whether the rule applies to a connection of `user` (None: unauthenticated) to broker `node`.
     pub fn applies_to(&self, user: Option<&str>, node: Option<i32>) -> bool {
         let user_matches = match user {

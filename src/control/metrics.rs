@@ -74,6 +74,22 @@ const FAULT_SERIES: [FaultSeries; 3] = [
     ("kaos_chaos_latency_added_ms", "Milliseconds of delay chaos added.", |m| &m.chaos_latency_added_ms),
 ];
 
+/// A counter summed over the shards: name, help text, and how to read it.
+type TotalSeries = (&'static str, &'static str, fn(&ShardMetrics) -> u64);
+
+const CHAOS_TOTALS: [TotalSeries; 2] = [
+    (
+        "kaos_chaos_undecodable",
+        "Requests a matching rule skipped: a version kaos cannot decode, relayed untouched.",
+        |m| m.chaos_undecodable.get(),
+    ),
+    (
+        "kaos_chaos_gaps_prevented",
+        "Produce requests failed because kaos had failed an earlier one for the same partition that the client had not seen: forwarded, they would reach the broker out of sequence.",
+        |m| m.chaos_gaps_prevented.get(),
+    ),
+];
+
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let shards = &self.0.shard_metrics;
@@ -134,13 +150,15 @@ impl Collector for Scrape {
                 ConstCounter::new(total).encode(family.encode_family(&[("feature", fault.name)])?)?;
             }
         }
-        let undecodable: u64 = shards.iter().map(|m| m.chaos_undecodable.get()).sum();
-        ConstCounter::new(undecodable).encode(encoder.encode_descriptor(
-            "kaos_chaos_undecodable",
-            "Requests a matching rule skipped: a version kaos cannot decode, relayed untouched.",
-            None,
-            MetricType::Counter,
-        )?)?;
+        for (name, help, read) in CHAOS_TOTALS {
+            let total: u64 = shards.iter().map(|m| read(m)).sum();
+            ConstCounter::new(total).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
 
         let ready = self.0.upstream_ready.load(std::sync::atomic::Ordering::Relaxed);
         ConstGauge::new(i64::from(ready)).encode(encoder.encode_descriptor(

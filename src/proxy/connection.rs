@@ -15,14 +15,17 @@ use arc_swap::{ArcSwap, Cache};
 use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
+use kafka_protocol::messages::{ApiKey, ProduceRequest};
 
 use super::identity::Identity;
 use super::inflight::{Answer, InFlight, InFlightQueue, Reply};
 use super::lane::{Emit, Lane, LaneError, ProtocolError, Router, Verdict};
 use super::rewrite::{self, Learned};
-use crate::chaos::RuleSet;
 use crate::chaos::plan::{Plan, Scope};
+use crate::chaos::{RuleSet, respond};
 use crate::shard::Shard;
+use crate::wire::batches::produce_batches;
+use crate::wire::codec::decode_request;
 use crate::wire::frame::{self, LENGTH_PREFIX, ProduceTopics, REQUEST_PREFIX, RESPONSE_PREFIX};
 use crate::wire::{RequestPrefix, TopicNames, with_length_prefix};
 use tracing::warn;
@@ -75,6 +78,8 @@ struct Pending {
     request: RequestPrefix,
     expects_response: bool,
     plan: Option<Plan>,
+    /// A Produce to check against the partitions kaos holds after failing one (see `inflight`).
+    check_gaps: bool,
     /// When it was read: delays count from here, so a request queued behind a delayed one waits
     /// its own latency, not the sum of both (it still never overtakes).
     arrived: Instant,
@@ -219,19 +224,43 @@ struct RequestRouter<'a, 'b> {
     side: &'b mut RequestSide<'a>,
 }
 
+fn in_flight_entry(request: RequestPrefix, reply: Reply) -> InFlight {
+    InFlight {
+        correlation_id: request.correlation_id,
+        api_key: request.api_key,
+        api_version: request.api_version,
+        sent_at: Instant::now(),
+        reply,
+    }
+}
+
 impl RequestRouter<'_, '_> {
     fn push(&mut self, request: RequestPrefix, expects_response: bool, reply: Reply) {
         if expects_response {
-            self.in_flight.push(InFlight {
-                correlation_id: request.correlation_id,
-                api_key: request.api_key,
-                api_version: request.api_version,
-                sent_at: Instant::now(),
-                reply,
-            });
+            self.in_flight.push(in_flight_entry(request, reply));
         } else {
             self.in_flight.push_silent(request.correlation_id);
         }
+    }
+
+    /// Fails a Produce that would reach the broker out of sequence, behind one kaos failed that
+    /// the client has not seen yet; false lets it go on. A request kaos cannot decode goes on
+    /// untouched.
+    fn fail_behind_a_gap(&mut self, request: RequestPrefix, body: &[u8], arrived: Instant) -> bool {
+        let Ok((_, produce)) = decode_request::<ProduceRequest>(ApiKey::Produce, request.api_version, body)
+        else {
+            return false;
+        };
+        let batches = produce_batches(&produce);
+        let Some(error) = self.in_flight.gap_error(&batches, Instant::now()) else { return false };
+        let Ok(frame) = respond::failed_produce(&produce, request.api_version, request.correlation_id, error)
+        else {
+            return false;
+        };
+        self.shard.metrics.chaos_gaps_prevented.add(1);
+        let reply = Reply::Local { frame, ready_at: arrived, failed: Vec::new() };
+        self.in_flight.push_failed_produce(in_flight_entry(request, reply), batches, error);
+        true
     }
 
     /// A copy of `frame` under a correlation id of kaos's own, tracked so its response is dropped.
@@ -291,19 +320,23 @@ impl Router for RequestRouter<'_, '_> {
             Plan::decide(candidates, scope, topics.as_deref(), &mut side.rng)
         };
         self.shard.metrics.count_request(request.api_key);
-        if plan.is_none() && !Identity::is_revealing(request.api_key) {
+        let check_gaps = request.is_produce() && expects_response && self.in_flight.holds_partitions();
+        if plan.is_none() && !check_gaps && !Identity::is_revealing(request.api_key) {
             self.push(request, expects_response, Reply::Upstream { delay: Duration::ZERO });
             return Ok(Verdict::Forward);
         }
-        self.side.pending = Some(Pending { request, expects_response, plan, arrived: read_at });
+        self.side.pending = Some(Pending { request, expects_response, plan, check_gaps, arrived: read_at });
         Ok(Verdict::Whole)
     }
 
     fn on_whole(&mut self, body: &[u8]) -> Result<Emit, ProtocolError> {
-        let Pending { request, expects_response, plan, arrived } =
+        let Pending { request, expects_response, plan, check_gaps, arrived } =
             self.side.pending.take().ok_or(ProtocolError::Lost("a request gathered without a plan"))?;
         if Identity::is_revealing(request.api_key) {
             self.side.identity.observe(request, body);
+        }
+        if check_gaps && self.fail_behind_a_gap(request, body, arrived) {
+            return Ok(Emit::frames(Vec::new(), None));
         }
         let upstream = Reply::Upstream { delay: Duration::ZERO };
         let Some(plan) = plan else {
@@ -326,7 +359,14 @@ impl Router for RequestRouter<'_, '_> {
         if let Some((answer, after)) = outcome.answer {
             // Not forwarded: kaos answers in the request's place (nothing at all under acks=0).
             if expects_response {
-                self.push(request, true, Reply::Local { frame: answer, ready_at: arrived + after });
+                let reply = Reply::Local { frame: answer, ready_at: arrived + after, failed: Vec::new() };
+                match outcome.failed_produce {
+                    Some((produce, error)) => {
+                        let entry = in_flight_entry(request, reply);
+                        self.in_flight.push_failed_produce(entry, produce_batches(&produce), error);
+                    }
+                    None => self.push(request, true, reply),
+                }
             }
             return Ok(Emit::frames(Vec::new(), None));
         }

@@ -5,7 +5,9 @@
 //!   allocating.
 //! - `codec`: encoding whole frames, decoding requests, and which versions kaos can decode.
 //! - `topics`: naming topics that newer request versions carry only by id.
+//! - `batches`: the producer and sequence numbers of a Produce request's batches.
 
+pub mod batches;
 pub mod codec;
 pub mod frame;
 pub mod topics;
