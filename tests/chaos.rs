@@ -173,6 +173,27 @@ fn idempotent_producer_with_retries_loses_nothing_through_broken_broker_and_lead
     }
 }
 
+/// An election is an event: once one request starts it, every request for that partition fails
+/// for the window, also from another client on another connection (and maybe another shard).
+/// With a 5% coin per request, twenty failures in a row could not happen. (NOT_ENOUGH_REPLICAS:
+/// librdkafka retries leader errors even with retries=0, which would hide each failure.)
+#[test]
+fn an_election_fails_its_partition_for_every_client_while_it_lasts() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "elected", 1);
+    let first = producer(&kaos.bootstrap(), NO_RETRIES);
+    let second = producer(&kaos.bootstrap(), NO_RETRIES);
+    assert!(send_one(&first, "elected", b"warm-up").0 && send_one(&second, "elected", b"warm-up").0);
+    kaos.add_rule(
+        "leader-election",
+        r#"{"config":{"rateInPercent":5,"electionMs":4000,"errors":["NOT_ENOUGH_REPLICAS"]},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let started = (0..1000).find(|_| !send_one(&first, "elected", b"x").0);
+    assert!(started.is_some(), "a 5% rate starts an election within 1000 requests");
+    let failed = (0..20).filter(|_| !send_one(&second, "elected", b"y").0).count();
+    assert_eq!(failed, 20, "the other client's requests fall in the same election");
+}
+
 #[test]
 fn duplicate_resource_doubles_a_plain_producer_but_not_an_idempotent_one() {
     let (_tansu, kaos) = start();

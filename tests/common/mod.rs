@@ -143,6 +143,13 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// What tansu wrote so far (stdout and stderr, with its ANSI colours): it logs a Produce it
+    /// rejects as, for example, `err=Api(OutOfOrderSequenceNumber)` or `err=Api(ProducerFenced)`.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_dir().join(format!("tansu-{}-{}.log", self.port, std::process::id())))
+            .unwrap_or_default()
+    }
+
     pub fn kill(&mut self) {
         self.process.stop();
     }

@@ -74,17 +74,37 @@ class Process:
             return f.read()
 
 
+class Tansu:
+    """A tansu broker with in-memory storage."""
+
+    def __init__(self):
+        port = free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        self.address = f"127.0.0.1:{port}"
+        self.port = port
+        self.process = Process("tansu", [os.environ["TANSU_BIN"], "broker", "--listener-url", url,
+                                         "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
+
+    def log(self):
+        """What tansu wrote so far, ANSI colours included: it logs a Produce it rejects as, for
+        example, `err=Api(OutOfOrderSequenceNumber)` or `err=Api(ProducerFenced)`."""
+        return self.process.output()
+
+
 @pytest.fixture
-def tansu():
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    process = Process("tansu", [os.environ["TANSU_BIN"], "broker", "--listener-url", url,
-                                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
+def tansu_broker():
+    """The broker behind `tansu` (and so behind `kaos`), for tests that read its log."""
+    broker = Tansu()
     try:
-        wait_until("tansu", lambda: listening(port))
-        yield f"127.0.0.1:{port}"
+        wait_until("tansu", lambda: listening(broker.port))
+        yield broker
     finally:
-        process.stop()
+        broker.process.stop()
+
+
+@pytest.fixture
+def tansu(tansu_broker):
+    return tansu_broker.address
 
 
 class Kaos:
