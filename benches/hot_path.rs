@@ -16,7 +16,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use kaos::chaos::plan::{Plan, Scope};
 use kaos::chaos::records::rewrite_batches;
 use kaos::chaos::{Rule, RuleSet};
-use kaos::proxy::rewrite::{BrokerPorts, Learned, rewrite_response};
+use kaos::proxy::rewrite::{BrokerPorts, Learned, relay_response};
 use kaos::wire::encode_frame;
 use kaos::wire::frame::{ProduceTopics, RequestPrefix, TopicRef, body_len, produce_acks, produce_topics};
 use kaos_testkit::{Produce, Topic};
@@ -95,7 +95,7 @@ fn metadata_rewrite(c: &mut Criterion) {
         c.bench_function(&format!("metadata rewrite ({brokers} brokers, {topics} topics)"), |b| {
             b.iter(|| {
                 let mut learned = Learned::default();
-                black_box(rewrite_response(3, 12, body.clone(), &ports, &mut learned).unwrap())
+                black_box(relay_response(3, 12, body.clone(), &ports, &mut learned).unwrap().frame)
             })
         });
     }

@@ -6,6 +6,8 @@
 //! example `kaos=debug,glommio=warn`). glommio and tiny_http log through the `log` crate; their
 //! records are bridged into the same output, at the same level, instead of being dropped.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing::level_filters::LevelFilter;
@@ -83,6 +85,22 @@ impl Burst {
     }
 }
 
+/// How many distinct things [`SaidOnce`] remembers; past that it stays quiet.
+const SAID_ONCE_LIMIT: usize = 1024;
+
+/// Lines said once per process: a problem every connection to one broker meets (a response kaos
+/// cannot rewrite, a node id without a port) is one line per broker, not one per connection.
+#[derive(Debug, Default)]
+pub struct SaidOnce(Mutex<HashSet<String>>);
+
+impl SaidOnce {
+    /// True the first time `key` comes (up to a bound, so a broker inventing keys cannot grow it).
+    pub fn first(&self, key: String) -> bool {
+        let Ok(mut said) = self.0.lock() else { return false };
+        said.len() < SAID_ONCE_LIMIT && said.insert(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +124,15 @@ mod tests {
             assert_eq!(burst.occur(start + Duration::from_millis(1601 + i)), None, "counted, not logged");
         }
         assert_eq!(burst.occur(start + Duration::from_millis(2600)), Some(150));
+    }
+
+    #[test]
+    fn said_once_says_each_thing_once_up_to_a_bound() {
+        let once = SaidOnce::default();
+        assert!(once.first("broker 1".into()));
+        assert!(!once.first("broker 1".into()));
+        assert!(once.first("broker 2".into()));
+        let fresh = (0..2 * SAID_ONCE_LIMIT).filter(|i| once.first(format!("key {i}"))).count();
+        assert_eq!(fresh, SAID_ONCE_LIMIT - 2, "bounded");
     }
 }

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::chaos::RuleSet;
 use crate::cluster::Topology;
+use crate::logging::SaidOnce;
 use crate::metrics::ShardMetrics;
 
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub struct Shared {
     pub upstream_ready: AtomicBool,
     pub shutting_down: AtomicBool,
     pub shard_metrics: Vec<Arc<ShardMetrics>>,
+    /// Problems worth one log line per broker, whichever shard meets them first.
+    pub said_once: SaidOnce,
 }
 
 impl Shared {
@@ -28,6 +31,7 @@ impl Shared {
             upstream_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             shard_metrics: (0..shards).map(|_| Arc::new(ShardMetrics::default())).collect(),
+            said_once: SaidOnce::default(),
         }
     }
 

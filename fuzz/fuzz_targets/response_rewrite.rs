@@ -1,12 +1,13 @@
-//! `rewrite_response`, which points every broker address in a response at kaos.
+//! `relay_response`, which points every broker address in a response at kaos.
 //!
 //! Input: one byte that picks the API (Metadata, FindCoordinator, DescribeCluster, ApiVersions,
 //! Produce, Fetch), one byte of version (as i8, modulo 20), one byte that picks kaos's port
 //! start, then the response frame body (header and message, no length prefix).
 //!
 //! Checks: it never panics; what it returns is a length-prefixed frame whose prefix is its
-//! length; that frame decodes again; every broker in it with a node id points at kaos; and
-//! ApiVersions never advertises a version kaos cannot decode.
+//! length; an ApiVersions body it could not rewrite is relayed byte for byte; any other frame
+//! decodes again; every broker in it with a node id points at kaos; and a rewritten ApiVersions
+//! never advertises a version kaos cannot decode.
 #![no_main]
 
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use kafka_protocol::messages::{
     MetadataResponse, ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kaos::proxy::rewrite::{BrokerPorts, Learned, decode_cap, rewrite_response};
+use kaos::proxy::rewrite::{BrokerPorts, Learned, decode_cap, relay_response};
 use kaos::wire::decodable;
 use kaos_fuzz::{REWRITTEN_APIS, Reader};
 use libfuzzer_sys::fuzz_target;
@@ -31,16 +32,18 @@ fuzz_target!(|data: &[u8]| {
     let ports = BrokerPorts::new("kaos.local", port_start);
     let mut learned = Learned::default();
 
-    let Ok(frame) = rewrite_response(api as i16, version, body.clone(), &ports, &mut learned) else {
+    let Ok(relayed) = relay_response(api as i16, version, body.clone(), &ports, &mut learned) else {
         return;
     };
+    let frame = relayed.frame;
     let declared = frame.first_chunk::<4>().map(|b| i32::from_be_bytes(*b));
     assert_eq!(declared.map(i64::from), Some(frame.len() as i64 - 4), "length prefix");
     let mut out = frame.freeze().slice(4..);
 
     if api == ApiKey::ApiVersions {
         let error_at = |b: &Bytes| b.get(4..6).map(|e| i16::from_be_bytes([e[0], e[1]]));
-        if !decodable(api, version) && error_at(&body) != Some(UNSUPPORTED_VERSION) {
+        let undecodable = !decodable(api, version) && error_at(&body) != Some(UNSUPPORTED_VERSION);
+        if undecodable || relayed.not_rewritten.is_some() {
             assert_eq!(out, body, "relayed as is");
             return;
         }

@@ -160,6 +160,7 @@ impl<'a> Connection<'a> {
 
             let mut router = ResponseRouter {
                 shard: self.shard,
+                node: self.request_side.node,
                 in_flight: &mut self.in_flight,
                 gathering: &mut self.gathering,
             };
@@ -394,6 +395,8 @@ impl Router for RequestRouter<'_, '_> {
 /// delayed responses, and drops responses the client must not see.
 struct ResponseRouter<'a, 'b> {
     shard: &'a Rc<Shard>,
+    /// The broker answering, for log lines.
+    node: Option<i32>,
     in_flight: &'b mut InFlightQueue,
     gathering: &'b mut Option<Gathering>,
 }
@@ -448,7 +451,7 @@ impl Router for ResponseRouter<'_, '_> {
             return Ok(Emit::original(release));
         }
         let mut learned = Learned::default();
-        let frame = rewrite::rewrite_response(
+        let relayed = rewrite::relay_response(
             request.api_key,
             request.api_version,
             Bytes::copy_from_slice(body),
@@ -456,7 +459,28 @@ impl Router for ResponseRouter<'_, '_> {
             &mut learned,
         )?;
         self.shard.learn(&learned);
-        Ok(Emit::frames(vec![frame], release))
+        let said_once = &self.shard.shared.said_once;
+        if let Some(why) = relayed.not_rewritten {
+            let api = request.api_key;
+            if said_once.first(format!("not rewritten {:?} {api}", self.node)) {
+                let what = if api == ApiKey::ApiVersions as i16 {
+                    "relayed as it came (it carries no address)"
+                } else {
+                    "the client gets an answer without addresses and retries"
+                };
+                warn!(broker = ?self.node, api, version = request.api_version, error = %why, "kaos cannot rewrite this broker's response: {what}; said once per broker and API");
+            }
+        }
+        for node_id in learned.unmappable {
+            if said_once.first(format!("unmappable {node_id}")) {
+                warn!(
+                    node_id,
+                    port_start = self.shard.ports.port_start,
+                    "broker has no kaos port (port-start + 1 + node id is past 65535): left out of responses, so clients cannot reach it; lower --port-start"
+                );
+            }
+        }
+        Ok(Emit::frames(vec![relayed.frame], release))
     }
 }
 

@@ -4,10 +4,17 @@
 //! Rewritten APIs: Metadata, FindCoordinator (v0-3 fields and the v4+ list), DescribeCluster, and
 //! the KIP-951 `node_endpoints` of Produce v10+ and Fetch v16+. ApiVersions is relayed with the
 //! versions of those APIs capped at what kaos can decode.
+//!
+//! Transparent where it can be, closed where it must be ([`relay_response`]): an ApiVersions body
+//! kaos cannot decode carries no address, so it goes to the client as it came (the client copes
+//! with its broker's quirks as it would directly). A response that carries addresses and cannot
+//! be rewritten never reaches the client; it gets a valid answer for its version without any
+//! address instead, one it retries (no brokers, coordinator not available), never a closed
+//! connection it would redial forever. A broker kaos has no port for is left out of responses.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
+    ApiKey, ApiVersionsResponse, BrokerId, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
     MetadataResponse, ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -48,6 +55,8 @@ pub struct Learned {
     pub brokers: Vec<SeenBroker>,
     /// Topic ids and names (Metadata v10+), to apply topic rules to requests that use ids.
     pub topics: Vec<([u8; 16], String)>,
+    /// Brokers left out because they have no kaos port (port-start + 1 + id > 65535).
+    pub unmappable: Vec<i32>,
 }
 
 /// A real broker address seen in a response, before it was rewritten.
@@ -57,15 +66,92 @@ pub struct SeenBroker {
     pub address: String,
 }
 
-/// Why a response could not be relayed safely.
+/// Why a response could not be rewritten.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RewriteError {
     #[error("response: {0}")]
     Codec(#[from] CodecError),
-    #[error("broker node id {node_id} has no kaos port (port-start + 1 + id > 65535)")]
-    Unmappable { node_id: i32 },
     #[error("{api:?} v{version} carries broker addresses kaos cannot decode; refusing to leak them")]
     UnsupportedVersion { api: ApiKey, version: i16 },
+}
+
+/// A response on its way to the client.
+#[derive(Debug)]
+pub struct Relayed {
+    pub frame: BytesMut,
+    /// Why it is not the rewritten response: relayed as it came (ApiVersions), or replaced by an
+    /// answer without addresses. Worth a log line once per broker.
+    pub not_rewritten: Option<RewriteError>,
+}
+
+/// Rewrites one response body (after the length prefix) for the client; a body that cannot be
+/// rewritten is relayed as it came when it carries no address (ApiVersions), else replaced by a
+/// valid answer for its version that carries none. Errs only when even that cannot be encoded.
+pub fn relay_response(
+    api_key: i16,
+    api_version: i16,
+    body: Bytes,
+    ports: &BrokerPorts,
+    learned: &mut Learned,
+) -> Result<Relayed, RewriteError> {
+    let why = match rewrite_response(api_key, api_version, body.clone(), ports, learned) {
+        Ok(frame) => return Ok(Relayed { frame, not_rewritten: None }),
+        Err(why) => why,
+    };
+    let frame = match ApiKey::try_from(api_key) {
+        Ok(ApiKey::ApiVersions) | Err(_) => with_length_prefix(&body),
+        Ok(api) => {
+            let correlation_id = crate::wire::frame::response_correlation_id(&body).unwrap_or(0);
+            without_addresses(api, api_version, correlation_id)?
+        }
+    };
+    Ok(Relayed { frame, not_rewritten: Some(why) })
+}
+
+/// The answer a client gets in place of a response whose addresses kaos cannot rewrite: valid
+/// for the request's version, with no address, and an error or emptiness the client retries.
+fn without_addresses(api: ApiKey, version: i16, correlation_id: i32) -> Result<BytesMut, RewriteError> {
+    const UNKNOWN_SERVER_ERROR: i16 = -1;
+    const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api.response_header_version(version);
+    let why =
+        || Some(StrBytes::from_static_str("kaos could not rewrite the broker addresses in this response"));
+    let frame = match api {
+        // No brokers and no topics: the client refreshes its metadata again after its backoff.
+        ApiKey::Metadata => {
+            let response = MetadataResponse::default().with_controller_id(BrokerId(-1));
+            encode_frame(api, &header, header_version, &response, version)
+        }
+        // v0-3: one coordinator, not available; v4+ lists coordinators by key, and an empty
+        // list has none for the key the client asked about.
+        ApiKey::FindCoordinator if version < 4 => {
+            let response = FindCoordinatorResponse::default()
+                .with_error_code(COORDINATOR_NOT_AVAILABLE)
+                .with_error_message(why())
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+            encode_frame(api, &header, header_version, &response, version)
+        }
+        ApiKey::FindCoordinator => {
+            encode_frame(api, &header, header_version, &FindCoordinatorResponse::default(), version)
+        }
+        ApiKey::DescribeCluster => {
+            let response = DescribeClusterResponse::default()
+                .with_error_code(UNKNOWN_SERVER_ERROR)
+                .with_error_message(why())
+                .with_controller_id(BrokerId(-1));
+            encode_frame(api, &header, header_version, &response, version)
+        }
+        // No partition answered: the client retries the ones it is missing.
+        ApiKey::Produce => encode_frame(api, &header, header_version, &ProduceResponse::default(), version),
+        ApiKey::Fetch => {
+            let response = FetchResponse::default().with_error_code(UNKNOWN_SERVER_ERROR);
+            encode_frame(api, &header, header_version, &response, version)
+        }
+        _ => return Err(RewriteError::UnsupportedVersion { api, version }),
+    };
+    Ok(frame?)
 }
 
 /// Whether responses to this request must be decoded and rewritten.
@@ -82,7 +168,7 @@ pub fn needs_rewrite(api_key: i16, api_version: i16) -> bool {
 
 /// Rewrites one response body (after the length prefix). Returns the new frame with its length
 /// prefix, and reports the broker addresses it replaced and the topic ids it saw in `learned`.
-pub fn rewrite_response(
+fn rewrite_response(
     api_key: i16,
     api_version: i16,
     body: Bytes,
@@ -92,7 +178,7 @@ pub fn rewrite_response(
     let Ok(api) = ApiKey::try_from(api_key) else {
         return Ok(with_length_prefix(&body));
     };
-    let mut mapper = Mapper { ports, seen: &mut learned.brokers };
+    let mut mapper = Mapper { ports, seen: &mut learned.brokers, unmappable: &mut learned.unmappable };
     let topics = &mut learned.topics;
     if api == ApiKey::ApiVersions {
         return cap_api_versions(api_version, body);
@@ -107,54 +193,62 @@ pub fn rewrite_response(
                     topics.push((*topic.topic_id.as_bytes(), name.0.to_string()));
                 }
             }
-            m.brokers.iter_mut().try_for_each(|b| mapper.map(&mut b.node_id.0, &mut b.host, &mut b.port))
+            m.brokers.retain_mut(|b| mapper.map(&mut b.node_id.0, &mut b.host, &mut b.port));
         }),
         ApiKey::FindCoordinator => {
             reencode(api, api_version, body, |m: &mut FindCoordinatorResponse| {
                 // v0-3 carry one coordinator in top-level fields; v4+ a list (top level unused).
-                if api_version < 4 {
-                    mapper.map(&mut m.node_id.0, &mut m.host, &mut m.port)?;
+                if api_version < 4 && !mapper.map(&mut m.node_id.0, &mut m.host, &mut m.port) {
+                    (m.error_code, m.node_id.0, m.host, m.port) = coordinator_not_available();
                 }
-                m.coordinators
-                    .iter_mut()
-                    .try_for_each(|c| mapper.map(&mut c.node_id.0, &mut c.host, &mut c.port))
+                for c in &mut m.coordinators {
+                    if !mapper.map(&mut c.node_id.0, &mut c.host, &mut c.port) {
+                        (c.error_code, c.node_id.0, c.host, c.port) = coordinator_not_available();
+                    }
+                }
             })
         }
         ApiKey::DescribeCluster => reencode(api, api_version, body, |m: &mut DescribeClusterResponse| {
-            m.brokers.iter_mut().try_for_each(|b| mapper.map(&mut b.broker_id.0, &mut b.host, &mut b.port))
+            m.brokers.retain_mut(|b| mapper.map(&mut b.broker_id.0, &mut b.host, &mut b.port));
         }),
         ApiKey::Produce => reencode(api, api_version, body, |m: &mut ProduceResponse| {
-            m.node_endpoints
-                .iter_mut()
-                .try_for_each(|e| mapper.map(&mut e.node_id.0, &mut e.host, &mut e.port))
+            m.node_endpoints.retain_mut(|e| mapper.map(&mut e.node_id.0, &mut e.host, &mut e.port));
         }),
         ApiKey::Fetch => reencode(api, api_version, body, |m: &mut FetchResponse| {
-            m.node_endpoints
-                .iter_mut()
-                .try_for_each(|e| mapper.map(&mut e.node_id.0, &mut e.host, &mut e.port))
+            m.node_endpoints.retain_mut(|e| mapper.map(&mut e.node_id.0, &mut e.host, &mut e.port));
         }),
         _ => Ok(with_length_prefix(&body)),
     }
 }
 
+/// A coordinator kaos cannot point at itself: (error, node id, host, port) of one not available,
+/// which the client looks up again.
+fn coordinator_not_available() -> (i16, i32, StrBytes, i32) {
+    (15, -1, StrBytes::default(), -1)
+}
+
 struct Mapper<'a> {
     ports: &'a BrokerPorts,
     seen: &'a mut Vec<SeenBroker>,
+    unmappable: &'a mut Vec<i32>,
 }
 
 impl Mapper<'_> {
-    /// Points one (node id, host, port) triple at kaos. Negative ids mean "no broker"
-    /// (for example a coordinator that is not available yet) and are left alone.
-    fn map(&mut self, node_id: &mut i32, host: &mut StrBytes, port: &mut i32) -> Result<(), RewriteError> {
+    /// Points one (node id, host, port) triple at kaos; false for a broker kaos has no port for,
+    /// which must be left out. Negative ids mean "no broker" (for example a coordinator that is
+    /// not available yet) and are left alone.
+    fn map(&mut self, node_id: &mut i32, host: &mut StrBytes, port: &mut i32) -> bool {
         if *node_id < 0 {
-            return Ok(());
+            return true;
         }
-        let kaos_port =
-            self.ports.port_for(*node_id).ok_or(RewriteError::Unmappable { node_id: *node_id })?;
+        let Some(kaos_port) = self.ports.port_for(*node_id) else {
+            self.unmappable.push(*node_id);
+            return false;
+        };
         self.seen.push(SeenBroker { node_id: *node_id, address: format!("{}:{}", host.as_str(), port) });
         *host = self.ports.advertised_host.clone();
         *port = i32::from(kaos_port);
-        Ok(())
+        true
     }
 }
 
@@ -162,13 +256,13 @@ fn reencode<T: Decodable + Encodable>(
     api: ApiKey,
     version: i16,
     mut body: Bytes,
-    edit: impl FnOnce(&mut T) -> Result<(), RewriteError>,
+    edit: impl FnOnce(&mut T),
 ) -> Result<BytesMut, RewriteError> {
     let decode_error = decode_error(api, version);
     let header_version = api.response_header_version(version);
     let header = ResponseHeader::decode(&mut body, header_version).map_err(decode_error)?;
     let mut message = T::decode(&mut body, version).map_err(decode_error)?;
-    edit(&mut message)?;
+    edit(&mut message);
     Ok(encode_frame(api, &header, header_version, &message, version)?)
 }
 
@@ -176,9 +270,10 @@ fn decode_error<E: std::fmt::Display>(api: ApiKey, version: i16) -> impl Fn(E) -
     move |e| RewriteError::Codec(CodecError::Decode { api, version, why: e.to_string() })
 }
 
-/// Relays ApiVersions with each rewritten API capped at the highest version kaos decodes.
-/// Brokers answer an unsupported ApiVersions request with a v0 body, whatever was asked.
-fn cap_api_versions(version: i16, mut body: Bytes) -> Result<BytesMut, RewriteError> {
+/// Relays ApiVersions with each rewritten API capped at the highest version kaos decodes; a body
+/// that needs no cap goes out byte for byte. Brokers answer an unsupported ApiVersions request
+/// with a v0 body, whatever was asked.
+fn cap_api_versions(version: i16, body: Bytes) -> Result<BytesMut, RewriteError> {
     let api = ApiKey::ApiVersions;
     if !decodable(api, version) && body.get(4..6) != Some(&UNSUPPORTED_VERSION.to_be_bytes()) {
         // Newer than kaos decodes: relay as is. It carries no addresses and caps nothing we
@@ -186,13 +281,23 @@ fn cap_api_versions(version: i16, mut body: Bytes) -> Result<BytesMut, RewriteEr
         return Ok(with_length_prefix(&body));
     }
     let decode_error = decode_error(api, version);
-    let header = ResponseHeader::decode(&mut body, 0).map_err(decode_error)?;
-    let body_version = if body.get(..2) == Some(&UNSUPPORTED_VERSION.to_be_bytes()) { 0 } else { version };
-    let mut message = ApiVersionsResponse::decode(&mut body, body_version).map_err(decode_error)?;
+    let mut rest = body.clone();
+    let header = ResponseHeader::decode(&mut rest, 0).map_err(decode_error)?;
+    let body_version = if rest.get(..2) == Some(&UNSUPPORTED_VERSION.to_be_bytes()) { 0 } else { version };
+    let mut message = ApiVersionsResponse::decode(&mut rest, body_version).map_err(decode_error)?;
+    if !rest.is_empty() {
+        let why = format!("{} bytes after the body", rest.len());
+        return Err(RewriteError::Codec(CodecError::Decode { api, version, why }));
+    }
+    let mut capped = false;
     for entry in &mut message.api_keys {
-        if let Some(cap) = decode_cap(entry.api_key) {
-            entry.max_version = entry.max_version.min(cap);
+        if let Some(cap) = decode_cap(entry.api_key).filter(|&cap| entry.max_version > cap) {
+            entry.max_version = cap;
+            capped = true;
         }
+    }
+    if !capped {
+        return Ok(with_length_prefix(&body));
     }
     Ok(encode_frame(api, &header, 0, &message, body_version)?)
 }
@@ -400,19 +505,97 @@ mod tests {
     }
 
     #[test]
-    fn unmappable_ids_and_undecodable_versions_fail_closed() {
-        let response = MetadataResponse::default().with_brokers(vec![broker(90_000, "big", 1)]);
-        let error = rewrite_response(
-            3,
-            12,
-            body_of(ApiKey::Metadata, 12, &response),
-            &ports(),
-            &mut Learned::default(),
-        );
-        assert_eq!(error.unwrap_err(), RewriteError::Unmappable { node_id: 90_000 });
-        let error =
-            rewrite_response(3, 99, Bytes::from_static(&[0, 0, 0, 42]), &ports(), &mut Learned::default());
-        assert!(matches!(error, Err(RewriteError::UnsupportedVersion { .. })));
+    fn brokers_without_a_kaos_port_are_left_out_not_leaked() {
+        let response = MetadataResponse::default()
+            .with_brokers(vec![broker(1, "kafka-1", 9092), broker(90_000, "big", 1)]);
+        let mut learned = Learned::default();
+        let frame = rewrite_response(3, 12, body_of(ApiKey::Metadata, 12, &response), &ports(), &mut learned)
+            .unwrap();
+        let out: MetadataResponse = decode(ApiKey::Metadata, 12, frame);
+        assert_eq!(out.brokers.iter().map(|b| b.node_id.0).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(learned.unmappable, vec![90_000]);
+
+        let response = FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(90_000))
+            .with_host(StrBytes::from_static_str("big"))
+            .with_port(1);
+        let frame =
+            rewrite_response(10, 3, body_of(ApiKey::FindCoordinator, 3, &response), &ports(), &mut learned)
+                .unwrap();
+        let out: FindCoordinatorResponse = decode(ApiKey::FindCoordinator, 3, frame);
+        assert_eq!((out.error_code, out.node_id.0, out.host.as_str(), out.port), (15, -1, "", -1));
+    }
+
+    /// What a client gets when a response with addresses cannot be rewritten: a valid answer for
+    /// its version, with its correlation id and no address, that it retries.
+    #[test]
+    fn responses_with_addresses_kaos_cannot_decode_get_an_answer_without_them() {
+        let garbage = Bytes::from_static(&[0, 0, 0, 42, 0xff, 0xff, 0xff]);
+        for (api, version) in [
+            (ApiKey::Metadata, 12),
+            (ApiKey::Metadata, 0),
+            (ApiKey::FindCoordinator, 2),
+            (ApiKey::FindCoordinator, 5),
+            (ApiKey::DescribeCluster, 0),
+            (ApiKey::Produce, 10),
+            (ApiKey::Fetch, 16),
+        ] {
+            let relayed =
+                relay_response(api as i16, version, garbage.clone(), &ports(), &mut Learned::default())
+                    .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+            assert!(relayed.not_rewritten.is_some(), "{api:?} v{version}");
+            match api {
+                ApiKey::Metadata => {
+                    assert!(decode::<MetadataResponse>(api, version, relayed.frame).brokers.is_empty())
+                }
+                ApiKey::FindCoordinator => {
+                    let out: FindCoordinatorResponse = decode(api, version, relayed.frame);
+                    assert!(out.coordinators.is_empty(), "{api:?} v{version}");
+                    if version < 4 {
+                        assert_eq!((out.error_code, out.port), (15, -1), "COORDINATOR_NOT_AVAILABLE");
+                    }
+                }
+                ApiKey::DescribeCluster => {
+                    let out: DescribeClusterResponse = decode(api, version, relayed.frame);
+                    assert!(out.brokers.is_empty() && out.error_code != 0);
+                }
+                ApiKey::Produce => {
+                    assert!(decode::<ProduceResponse>(api, version, relayed.frame).responses.is_empty())
+                }
+                _ => assert!(decode::<FetchResponse>(api, version, relayed.frame).responses.is_empty()),
+            }
+        }
+        let unknown_version = relay_response(3, 99, garbage, &ports(), &mut Learned::default());
+        assert!(unknown_version.is_err(), "a version kaos cannot even encode closes the connection");
+    }
+
+    /// librdkafka's mock cluster answers ApiVersions v3 with an array count of N instead of N+1
+    /// and no tag buffer after each entry; clients cope, so kaos must pass it on as it came.
+    #[test]
+    fn an_api_versions_body_kaos_cannot_decode_is_relayed_byte_for_byte() {
+        let mut body = vec![0, 0, 0, 42, 0, 0, 3]; // correlation id, no error, "3" entries
+        for (key, max) in [(0i16, 10i16), (1, 16), (3, 12)] {
+            body.extend_from_slice(&key.to_be_bytes());
+            body.extend_from_slice(&0i16.to_be_bytes());
+            body.extend_from_slice(&max.to_be_bytes());
+        }
+        body.extend_from_slice(&[0, 0, 0, 0, 0]); // throttle time, tag buffer
+        let body = Bytes::from(body);
+        let relayed = relay_response(18, 3, body.clone(), &ports(), &mut Learned::default()).unwrap();
+        assert!(relayed.not_rewritten.is_some());
+        assert_eq!(&relayed.frame[4..], &body[..]);
+        assert_eq!(i32::from_be_bytes(relayed.frame[..4].try_into().unwrap()) as usize, body.len());
+    }
+
+    #[test]
+    fn api_versions_that_need_no_cap_go_out_byte_for_byte() {
+        let entry = |key: ApiKey, max| ApiVersion::default().with_api_key(key as i16).with_max_version(max);
+        let response = ApiVersionsResponse::default()
+            .with_api_keys(vec![entry(ApiKey::Fetch, 12), entry(ApiKey::JoinGroup, 40)]);
+        let body = body_of(ApiKey::ApiVersions, 3, &response);
+        let relayed = relay_response(18, 3, body.clone(), &ports(), &mut Learned::default()).unwrap();
+        assert!(relayed.not_rewritten.is_none());
+        assert_eq!(&relayed.frame[4..], &body[..]);
     }
 
     #[test]
