@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader};
 use kafka_protocol::protocol::StrBytes;
+use rustls::ClientConfig;
 
 use crate::shared::Shared;
 use crate::wire::CodecError;
@@ -37,7 +38,7 @@ pub fn spawn_watcher(
     std::thread::Builder::new().name("cluster-watcher".into()).spawn(move || {
         let mut first_attempt = true;
         while !shared.shutting_down.load(Ordering::Relaxed) {
-            match fetch_brokers(&bootstrap) {
+            match fetch_brokers(&bootstrap, shared.tls.upstream.as_ref()) {
                 Ok(brokers) => {
                     if !shared.upstream_ready.swap(true, Ordering::Relaxed) {
                         info!(?brokers, "upstream cluster answered Metadata");
@@ -74,15 +75,21 @@ pub enum MetadataError {
     Implausible { server: String, length: i64 },
     #[error("{server}: {source}")]
     Decode { server: String, source: CodecError },
+    #[error("{server}: TLS: {why}")]
+    Tls { server: String, why: String },
     #[error("no bootstrap server answered: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     NoneAnswered(Vec<MetadataError>),
 }
 
-/// Asks each bootstrap server in turn for the broker list until one answers.
-pub fn fetch_brokers(bootstrap: &[String]) -> Result<BTreeMap<i32, String>, MetadataError> {
+/// Asks each bootstrap server in turn for the broker list until one answers, over TLS when
+/// `tls` is given.
+pub fn fetch_brokers(
+    bootstrap: &[String],
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<BTreeMap<i32, String>, MetadataError> {
     let mut failures = Vec::new();
     for server in bootstrap {
-        match metadata_from(server) {
+        match metadata_from(server, tls) {
             Ok(brokers) => return Ok(brokers),
             Err(why) => failures.push(why),
         }
@@ -90,16 +97,29 @@ pub fn fetch_brokers(bootstrap: &[String]) -> Result<BTreeMap<i32, String>, Meta
     Err(MetadataError::NoneAnswered(failures))
 }
 
-fn metadata_from(server: &str) -> Result<BTreeMap<i32, String>, MetadataError> {
+fn metadata_from(
+    server: &str,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<BTreeMap<i32, String>, MetadataError> {
     let io = |source| MetadataError::Io { server: server.to_owned(), source };
     let address = server
         .to_socket_addrs()
         .map_err(io)?
         .next()
         .ok_or(MetadataError::NoAddress { server: server.to_owned() })?;
-    let mut stream = TcpStream::connect_timeout(&address, IO_TIMEOUT).map_err(io)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    let tcp = TcpStream::connect_timeout(&address, IO_TIMEOUT).map_err(io)?;
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    tcp.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    let mut stream: Box<dyn ReadWrite> = match tls {
+        None => Box::new(tcp),
+        Some(config) => {
+            let tls_error = |why: String| MetadataError::Tls { server: server.to_owned(), why };
+            let name = crate::tls::server_name(server).map_err(|e| tls_error(e.to_string()))?;
+            let session =
+                rustls::ClientConnection::new(config.clone(), name).map_err(|e| tls_error(e.to_string()))?;
+            Box::new(rustls::StreamOwned::new(session, tcp))
+        }
+    };
     stream.write_all(&metadata_request()).map_err(io)?;
 
     let mut length = [0u8; 4];
@@ -114,6 +134,10 @@ fn metadata_from(server: &str) -> Result<BTreeMap<i32, String>, MetadataError> {
         .map_err(|source| MetadataError::Decode { server: server.to_owned(), source })?;
     Ok(response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect())
 }
+
+/// A blocking stream to a broker, plain or TLS.
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
 fn metadata_request() -> BytesMut {
     let header = RequestHeader::default()

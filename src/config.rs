@@ -1,6 +1,7 @@
 //! Command-line and environment configuration: every flag also reads `KAOS_<FLAG>`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -53,10 +54,43 @@ pub struct Config {
     #[arg(long, env = "KAOS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// PEM certificate chain kaos presents to clients; with --tls-key every kaos port speaks
+    /// TLS. Re-read on SIGHUP (new connections get it; open ones stay).
+    #[arg(long, env = "KAOS_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, RSA or EC). Re-read on SIGHUP.
+    #[arg(long, env = "KAOS_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle: clients must present a certificate it signed (mutual TLS).
+    #[arg(long, env = "KAOS_TLS_CLIENT_CA", requires = "tls_cert", value_name = "PEM")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Speak TLS to the brokers, verifying each under the host name kaos dials.
+    #[arg(long, env = "KAOS_UPSTREAM_TLS")]
+    pub upstream_tls: bool,
+
+    /// PEM CA bundle to verify brokers with (default: the system trust store).
+    #[arg(long, env = "KAOS_UPSTREAM_CA", requires = "upstream_tls", value_name = "PEM")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// PEM certificate chain kaos presents to brokers (mutual TLS), with --upstream-key.
+    #[arg(long, env = "KAOS_UPSTREAM_CERT", requires_all = ["upstream_tls", "upstream_key"], value_name = "PEM")]
+    pub upstream_cert: Option<PathBuf>,
+
+    /// PEM private key of --upstream-cert.
+    #[arg(long, env = "KAOS_UPSTREAM_KEY", requires_all = ["upstream_tls", "upstream_cert"], value_name = "PEM")]
+    pub upstream_key: Option<PathBuf>,
+
+    /// Accept any broker certificate, unverified: for lab clusters only (kaos warns at start).
+    #[arg(long, env = "KAOS_UPSTREAM_TLS_INSECURE", requires = "upstream_tls")]
+    pub upstream_tls_insecure: bool,
+
     /// Keep chaos rules in this file (JSON lines): loaded at start, saved atomically on every
     /// change, so rules survive a restart.
     #[arg(long, env = "KAOS_RULES_FILE")]
-    pub rules_file: Option<std::path::PathBuf>,
+    pub rules_file: Option<PathBuf>,
 
     /// Require `Authorization: Bearer TOKEN` on the admin API (all but /health, /ready and the
     /// console's static files).

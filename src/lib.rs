@@ -20,4 +20,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod shard;
 pub mod shared;
+pub mod tls;
 pub mod wire;

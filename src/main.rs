@@ -1,5 +1,5 @@
 //! Starts the shards, the control thread and the cluster watcher, then waits for SIGINT or
-//! SIGTERM and drains.
+//! SIGTERM and drains; SIGHUP reloads the TLS certificate.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,8 +11,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use kaos::config::Config;
 use kaos::shared::Shared;
+use kaos::tls::Tls;
 use kaos::{cluster, control, logging, shard};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// glommio registers this much memory for file I/O per shard; kaos does none, and the
 /// locked-memory limit is often small (8 MiB), so keep it tiny.
@@ -30,15 +31,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// SIGHUP: re-reads the certificate files TLS towards clients is made of. Open connections keep
+/// theirs; a file that no longer reads leaves the old certificate in use.
+fn reload_tls(shared: &Shared) {
+    match &shared.tls.clients {
+        None => info!("SIGHUP: no --tls-cert to reload"),
+        Some(tls) => match tls.reload() {
+            Ok(()) => info!("SIGHUP: TLS certificate reloaded; new connections use it"),
+            Err(why) => {
+                error!(error = %why, "SIGHUP: TLS reload failed; the previous certificate stays in use")
+            }
+        },
+    }
+}
+
 /// Errors reach here typed and leave as text: the edge of the program.
 fn run(config: Arc<Config>) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     let shards = config.shard_count();
-    let shared = Arc::new(Shared::new(shards));
+    let mut shared = Shared::new(shards);
+    shared.tls = Tls::from_config(&config).map_err(|e| e.to_string())?;
+    if config.upstream_tls_insecure {
+        warn!(
+            "--upstream-tls-insecure: broker certificates are NOT verified; anyone on the path can read and change this traffic"
+        );
+    }
+    let shared = Arc::new(shared);
     let signalled = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, signalled.clone()).map_err(|e| e.to_string())?;
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| e.to_string())?;
 
     let control = control::spawn(&config, shared.clone()).map_err(|e| e.to_string())?;
     let watcher = cluster::spawn_watcher(config.bootstrap_servers.clone(), shared.clone())
@@ -74,6 +98,9 @@ fn run(config: Arc<Config>) -> Result<(), String> {
 
     while !signalled.load(Ordering::Relaxed) && !shared.shutting_down.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if reload.swap(false, Ordering::Relaxed) {
+            reload_tls(&shared);
+        }
     }
     if signalled.load(Ordering::Relaxed) {
         info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections; draining requests in flight");

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures_rustls::{TlsAcceptor, TlsConnector};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
 use glommio::timer::{sleep, timeout};
@@ -21,12 +22,15 @@ use crate::metrics::{LatencyRecorder, ShardMetrics};
 use crate::proxy::connection::{Connection, End, peer_name};
 use crate::proxy::rewrite::{BrokerPorts, Learned, SeenBroker};
 use crate::shared::Shared;
+use crate::tls;
 use crate::wire::TopicNames;
 use tracing::{debug, error, info, warn};
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
 const PUBLISH_LATENCY_EVERY: u32 = 10;
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A peer that has not finished its TLS handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which upstream a proxy port leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,8 +248,12 @@ impl Shard {
         Ok(())
     }
 
-    /// Connects to the broker behind `target`; returns the stream and the broker's node id.
-    async fn connect_upstream(&self, target: Target) -> Result<(TcpStream, Option<i32>), UpstreamError> {
+    /// Connects to the broker behind `target`; returns the stream, the broker's node id, and the
+    /// address dialled (whose host a TLS broker is verified under).
+    async fn connect_upstream(
+        &self,
+        target: Target,
+    ) -> Result<(TcpStream, Option<i32>, String), UpstreamError> {
         let candidates: Vec<String> = match target {
             Target::Broker(node_id) => {
                 let known = self.brokers.borrow().get(&node_id).cloned();
@@ -278,7 +286,7 @@ impl Shard {
                         Target::Broker(node_id) => Some(node_id),
                         Target::Bootstrap => self.node_at(&address),
                     };
-                    return Ok((stream, node));
+                    return Ok((stream, node, address));
                 }
                 Err(e) => failures.push((address, e)),
             }
@@ -309,28 +317,103 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
                 warn!(%peer, ?target, error = %why, repeats_since_last_line = before, "closing client: upstream unreachable");
             }
         }
-        Ok((broker, node)) => {
+        Ok((broker, node, address)) => {
             let _ = client.set_nodelay(true);
             let _ = broker.set_nodelay(true);
             let upstream = peer_name(&broker);
-            let key = shard.drain.key();
-            match Connection::new(&shard, client, broker, node, key).run().await {
-                End::ClientClosed => debug!(%peer, %upstream, "client closed; broker side closed"),
-                End::Drained => debug!(%peer, %upstream, "drained for shutdown"),
-                End::BrokerClosed => info!(%peer, %upstream, "broker closed the connection; client closed"),
-                End::ClientMalformed(why) => {
-                    metrics.connections_rejected.add(1);
-                    warn!(%peer, %upstream, error = %why, "closing client: it sent a malformed frame");
-                }
-                End::BrokerMalformed(why) => {
-                    metrics.connections_rejected.add(1);
-                    warn!(%peer, %upstream, error = %why, "closing client: the broker sent a response kaos cannot relay");
-                }
-                End::Io(e) => debug!(%peer, %upstream, error = %e, "connection ended"),
+            if let Some(end) = secure_and_relay(&shard, client, broker, node, &address, &peer).await {
+                log_end(metrics, end, &peer, &upstream);
             }
         }
     }
     metrics.connections_closed.add(1);
+}
+
+/// Puts TLS on whichever side the flags ask for, then relays. Each of the four combinations is
+/// its own instance of the generic connection, so a plaintext one runs no TLS code. `None` when
+/// a handshake failed (logged here).
+async fn secure_and_relay(
+    shard: &Rc<Shard>,
+    client: TcpStream,
+    broker: TcpStream,
+    node: Option<i32>,
+    address: &str,
+    peer: &str,
+) -> Option<End> {
+    let tls = &shard.shared.tls;
+    let key = shard.drain.key();
+    let client_tls = tls.clients.as_ref().map(|clients| TlsAcceptor::from(clients.current()));
+    let upstream_tls = tls.upstream.clone().map(TlsConnector::from);
+    let end = match (client_tls, upstream_tls) {
+        (None, None) => Connection::new(shard, client, broker, node, key).run().await,
+        (Some(acceptor), None) => {
+            let client = handshake(shard, "client", peer, acceptor.accept(client)).await?;
+            Connection::new(shard, client, broker, node, key).run().await
+        }
+        (None, Some(connector)) => {
+            let broker = connect_tls(shard, connector, broker, address).await?;
+            Connection::new(shard, client, broker, node, key).run().await
+        }
+        (Some(acceptor), Some(connector)) => {
+            let client = handshake(shard, "client", peer, acceptor.accept(client)).await?;
+            let broker = connect_tls(shard, connector, broker, address).await?;
+            Connection::new(shard, client, broker, node, key).run().await
+        }
+    };
+    Some(end)
+}
+
+async fn connect_tls(
+    shard: &Rc<Shard>,
+    connector: TlsConnector,
+    broker: TcpStream,
+    address: &str,
+) -> Option<futures_rustls::client::TlsStream<TcpStream>> {
+    let name = match tls::server_name(address) {
+        Ok(name) => name,
+        Err(why) => {
+            shard.metrics.connections_rejected.add(1);
+            warn!(broker = address, error = %why, "closing client: cannot verify the broker's TLS certificate");
+            return None;
+        }
+    };
+    handshake(shard, "broker", address, connector.connect(name, broker)).await
+}
+
+/// Runs one TLS handshake, bounded in time; a failure closes the connection with a log line that
+/// names the peer and the reason.
+async fn handshake<S>(
+    shard: &Rc<Shard>,
+    side: &'static str,
+    peer: &str,
+    handshake: impl std::future::Future<Output = std::io::Result<S>>,
+) -> Option<S> {
+    let outcome = timeout(TLS_HANDSHAKE_TIMEOUT, async { Ok(handshake.await) }).await;
+    let why = match outcome {
+        Ok(Ok(stream)) => return Some(stream),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no handshake within {TLS_HANDSHAKE_TIMEOUT:?}"),
+    };
+    shard.metrics.connections_rejected.add(1);
+    warn!(side, peer, error = %why, "closing connection: TLS handshake with the {side} failed");
+    None
+}
+
+fn log_end(metrics: &ShardMetrics, end: End, peer: &str, upstream: &str) {
+    match end {
+        End::ClientClosed => debug!(%peer, %upstream, "client closed; broker side closed"),
+        End::Drained => debug!(%peer, %upstream, "drained for shutdown"),
+        End::BrokerClosed => info!(%peer, %upstream, "broker closed the connection; client closed"),
+        End::ClientMalformed(why) => {
+            metrics.connections_rejected.add(1);
+            warn!(%peer, %upstream, error = %why, "closing client: it sent a malformed frame");
+        }
+        End::BrokerMalformed(why) => {
+            metrics.connections_rejected.add(1);
+            warn!(%peer, %upstream, error = %why, "closing client: the broker sent a response kaos cannot relay");
+        }
+        End::Io(e) => debug!(%peer, %upstream, error = %e, "connection ended"),
+    }
 }
 
 /// Graceful shutdown on one shard: a flag, and the tasks to wake when it goes up (the gate in

@@ -11,6 +11,7 @@ use crate::chaos::RuleSet;
 use crate::cluster::Topology;
 use crate::logging::SaidOnce;
 use crate::metrics::ShardMetrics;
+use crate::tls::Tls;
 
 #[derive(Debug)]
 pub struct Shared {
@@ -21,6 +22,8 @@ pub struct Shared {
     pub shard_metrics: Vec<Arc<ShardMetrics>>,
     /// Problems worth one log line per broker, whichever shard meets them first.
     pub said_once: SaidOnce,
+    /// TLS towards clients and brokers, where the flags ask for it.
+    pub tls: Tls,
 }
 
 impl Shared {
@@ -32,6 +35,7 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             shard_metrics: (0..shards).map(|_| Arc::new(ShardMetrics::default())).collect(),
             said_once: SaidOnce::default(),
+            tls: Tls::default(),
         }
     }
 

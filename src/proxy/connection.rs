@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Cache};
 use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use kafka_protocol::messages::{ApiKey, ProduceRequest};
@@ -48,10 +49,12 @@ pub enum End {
     Io(std::io::Error),
 }
 
-pub struct Connection<'a> {
+/// `C` and `B` are the client and broker streams: plain TCP or TLS over it, each combination its
+/// own instance, so that plaintext carries no TLS code.
+pub struct Connection<'a, C, B> {
     shard: &'a Rc<Shard>,
-    client: TcpStream,
-    broker: TcpStream,
+    client: C,
+    broker: B,
     requests: Lane,
     responses: Lane,
     in_flight: InFlightQueue,
@@ -93,14 +96,14 @@ enum Gathering {
     Relay { request: InFlight, release: Option<Instant> },
 }
 
-impl<'a> Connection<'a> {
+impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> Connection<'a, C, B> {
     pub fn new(
         shard: &'a Rc<Shard>,
-        client: TcpStream,
-        broker: TcpStream,
+        client: C,
+        broker: B,
         node: Option<i32>,
         drain_key: u64,
-    ) -> Connection<'a> {
+    ) -> Connection<'a, C, B> {
         let config = &shard.config;
         Connection {
             shard,
