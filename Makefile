@@ -2,7 +2,8 @@
 #
 # Everything the tests and benchmarks need is installed on first use, idempotently, into
 # $(KAOS_CACHE) (outside the clone): tansu 0.6.0, librdkafka's rdkafka_performance and
-# rdkafka_example, and a Python venv with confluent-kafka and kafka-python.
+# rdkafka_example, a Python venv with confluent-kafka and kafka-python, and Apache Kafka's jars
+# (the version docker-compose.yaml runs) for the 3-node cluster `make test` starts.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -11,38 +12,47 @@ KAOS_CACHE ?= $(HOME)/.cache/kaos
 export KAOS_CACHE
 
 TANSU := $(KAOS_CACHE)/tansu/bin/tansu
-LIBRDKAFKA := $(KAOS_CACHE)/librdkafka-2.12.1
+LIBRDKAFKA := $(KAOS_CACHE)/librdkafka-2.12.1-ssl
 RDKAFKA_PERFORMANCE := $(LIBRDKAFKA)/examples/rdkafka_performance
 VENV := $(KAOS_CACHE)/venv
 VENV_STAMP := $(VENV)/.kaos-requirements
 NODE_PREFIX := $(KAOS_CACHE)/node
 PLAYWRIGHT := $(NODE_PREFIX)/node_modules/playwright-core/package.json
 CHROMIUM := /usr/bin/chromium
+# The TLS tests put Debian's stunnel4 in front of tansu and make their certificates with openssl.
+STUNNEL := /usr/bin/stunnel4
 KAOS := target/release/kaos
 LOADTEST := target/release/kaos-loadtest
+# Apache Kafka from Maven Central (tests/kafka/pom.xml), the version of docker-compose.yaml's image.
+KAFKA_VERSION := $(shell sed -n 's|^ *image: *apache/kafka:\([0-9][0-9.]*\).*|\1|p' docker-compose.yaml | head -n 1)
+KAFKA_LIBS := $(KAOS_CACHE)/kafka-$(KAFKA_VERSION)/libs
+KAFKA_STAMP := $(KAOS_CACHE)/kafka-$(KAFKA_VERSION)/.kaos-pom
+KAFKA_CLUSTER := python3 tests/kafka/cluster.py
 
 KAFKA_PORT ?= 9092
 PORT_START ?= 6969
 ADMIN_ADDR ?= 127.0.0.1:8888
 
-.PHONY: build deps test lint run demo bench bench-baseline clean-cache fuzz fuzz-check
+.PHONY: build deps kafka test lint run demo bench bench-baseline clean-cache fuzz fuzz-check
 
 build:
 	$(CARGO) build --release --workspace --bins
 
-deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP) $(PLAYWRIGHT) $(CHROMIUM)
+deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP) $(PLAYWRIGHT) $(CHROMIUM) $(KAFKA_STAMP) $(STUNNEL)
 
 $(TANSU):
 	mkdir -p $(KAOS_CACHE)
 	@echo "Installing tansu 0.6.0 into $(KAOS_CACHE)/tansu (about 20 minutes the first time)"
 	$(CARGO) install tansu@0.6.0 --locked --no-default-features --features dynostore --root $(KAOS_CACHE)/tansu
 
-# librdkafka's own tools, built from the source the rdkafka-sys crate ships.
+# librdkafka's own tools, built from the source the rdkafka-sys crate ships, with OpenSSL for the
+# TLS benchmark (libssl-dev from apt when missing).
 $(RDKAFKA_PERFORMANCE):
+	@test -f /usr/include/openssl/ssl.h || (apt-get update -qq && apt-get install -y -qq libssl-dev)
 	$(CARGO) fetch --quiet
 	src=$$(ls -d $${CARGO_HOME:-$$HOME/.cargo}/registry/src/*/rdkafka-sys-4.10.0+2.12.1/librdkafka | head -n 1); \
 	rm -rf $(LIBRDKAFKA).tmp && cp -r "$$src" $(LIBRDKAFKA).tmp; \
-	cd $(LIBRDKAFKA).tmp && ./configure --disable-ssl --disable-gssapi --disable-curl --disable-zstd --disable-lz4-ext >/dev/null \
+	cd $(LIBRDKAFKA).tmp && ./configure --enable-ssl --disable-gssapi --disable-curl --disable-zstd --disable-lz4-ext >/dev/null \
 		&& $(MAKE) -j2 libs >/dev/null && $(MAKE) -C examples rdkafka_performance rdkafka_example >/dev/null
 	rm -rf $(LIBRDKAFKA) && mv $(LIBRDKAFKA).tmp $(LIBRDKAFKA)
 
@@ -51,17 +61,46 @@ $(VENV_STAMP): tests/python/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	cp tests/python/requirements.txt $(VENV_STAMP)
 
+# Apache Kafka's jars (broker, tools, log4j2) into $(KAFKA_LIBS), once: about 5 s and 54 MB
+# (plus 70 MB of Maven's own repository in $(KAOS_CACHE)/m2). Maven comes from apt when missing.
+kafka: $(KAFKA_STAMP)
+
+$(KAFKA_STAMP): tests/kafka/pom.xml
+	@test -n "$(KAFKA_VERSION)" || { echo "no apache/kafka:VERSION image in docker-compose.yaml"; exit 1; }
+	@command -v mvn >/dev/null || (apt-get update -qq && apt-get install -y -qq maven)
+	rm -rf $(KAFKA_LIBS).tmp
+	mvn -q -B -Dstyle.color=never -f tests/kafka/pom.xml -Dkafka.version=$(KAFKA_VERSION) -Dmaven.repo.local=$(KAOS_CACHE)/m2 \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(KAFKA_LIBS).tmp
+	rm -rf $(KAFKA_LIBS) && mv $(KAFKA_LIBS).tmp $(KAFKA_LIBS)
+	cp tests/kafka/pom.xml $(KAFKA_STAMP)
+
 # The console's browser test: Debian's Chromium driven by npm's playwright-core (no browser download).
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium
+
+$(STUNNEL):
+	apt-get update -qq && apt-get install -y -qq stunnel4 openssl
 
 $(PLAYWRIGHT):
 	mkdir -p $(NODE_PREFIX)
 	cd $(NODE_PREFIX) && npm install --silent --no-audit --no-fund playwright-core@1
 
+# One 3-node Apache Kafka cluster (tests/kafka/cluster.py) serves the whole run, Rust and Python:
+# started once the tests are built, found through KAOS_KAFKA_CLUSTER, stopped at the end whatever
+# happens; its directory (node logs) is removed after a pass and kept after a failure.
 test: deps fuzz-check
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --no-run
+	@cluster=$$(mktemp -d "$${TMPDIR:-/tmp}/kaos-kafka.XXXXXX"); \
+	trap 'status=$$?; $(KAFKA_CLUSTER) stop --dir "$$cluster" || true; \
+		if [ $$status -eq 0 ]; then rm -rf "$$cluster"; else echo "Kafka cluster logs kept in $$cluster"; fi; \
+		exit $$status' EXIT; \
+	trap 'exit 130' INT TERM; \
+	$(KAFKA_CLUSTER) start --dir "$$cluster" --libs $(KAFKA_LIBS) >/dev/null; \
+	export KAOS_KAFKA_CLUSTER="$$cluster/cluster.json"; \
+	echo "+ $(CARGO) test --release --workspace"; \
+	$(CARGO) test --release --workspace; \
+	echo "+ pytest tests/python"; \
 	KAOS_BIN=$(KAOS) TANSU_BIN=$(TANSU) NODE_PREFIX=$(NODE_PREFIX) $(VENV)/bin/python -m pytest -q -p no:warnings tests/python
 
 # Fuzz targets (fuzz/, its own workspace): `make fuzz` runs each for FUZZ_SECONDS under cargo-fuzz

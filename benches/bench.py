@@ -10,6 +10,8 @@ Suites (all by default; choose with --suites):
   connections  1, 8 and 64 producer connections sending flat out.
   rules        no rules, 20 rules that match nothing, 20 matching rules at rate 0%.
   chaos        random-bytes and invalid-schema at 100% of produce traffic vs pass-through.
+  tls          TLS on both sides: kaos TLS-to-TLS against a direct TLS connection (stunnel in
+               front of tansu), produce and consume, 100 B and 1 KB records.
   baseline     (with --baseline-kaos) this kaos against another build of kaos, pass-through:
                throughput (100 B and 1 KB, 1 partition) and round-trip latency, so a change can
                show it costs nothing (`make bench-baseline BASELINE=<commit>`).
@@ -86,11 +88,11 @@ class Tansu:
 
 
 class Kaos:
-    def __init__(self, binary, broker_port):
+    def __init__(self, binary, broker_port, extra=()):
         self.port, self.admin = free_port(), f"127.0.0.1:{free_port()}"
         self.process = subprocess.Popen(
             [binary, "--bootstrap-servers", f"127.0.0.1:{broker_port}", "--port-start", str(self.port),
-             "--admin-addr", self.admin, "--log-level", "warn"], stderr=subprocess.DEVNULL)
+             "--admin-addr", self.admin, "--log-level", "warn", *extra], stderr=subprocess.DEVNULL)
         self.pid = self.process.pid
 
     def ready(self):
@@ -173,12 +175,50 @@ class TansuProxy:
             self.process.wait(timeout=10)
 
 
-class Target:
-    """Where clients connect for one side of a comparison."""
+class Certificates:
+    """A throwaway CA and a certificate for 127.0.0.1 it signed, made with the openssl CLI."""
 
-    def __init__(self, name, port, pid=None, advertised_port=None, prepare=lambda: None):
+    def __init__(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="kaos-bench-tls-")
+        path = lambda name: os.path.join(self.dir.name, name)
+        self.ca, self.cert, self.key = path("ca.pem"), path("server.pem"), path("server-key.pem")
+        run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("ca-key.pem"), "-out", self.ca,
+            "-days", "2", "-subj", "/CN=kaos-bench-ca")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out", path("server.csr"),
+            "-subj", "/CN=localhost")
+        with open(path("san.ext"), "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        run("x509", "-req", "-in", path("server.csr"), "-CA", self.ca, "-CAkey", path("ca-key.pem"),
+            "-CAcreateserial", "-out", self.cert, "-days", "2", "-extfile", path("san.ext"))
+
+
+class Stunnel:
+    """Debian's stunnel4 terminating TLS in front of a plaintext port: the direct TLS reference."""
+
+    def __init__(self, certificates, connect_port):
+        self.port = free_port()
+        self.config = os.path.join(certificates.dir.name, "stunnel.conf")
+        with open(self.config, "w") as f:
+            f.write(f"foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{self.port}\n"
+                    f"connect = 127.0.0.1:{connect_port}\ncert = {certificates.cert}\nkey = {certificates.key}\n")
+        self.process = subprocess.Popen(["stunnel4", self.config], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self.pid = self.process.pid
+        wait_for("stunnel", lambda: listening(self.port))
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class Target:
+    """Where clients connect for one side of a comparison, and the client settings it needs."""
+
+    def __init__(self, name, port, pid=None, advertised_port=None, prepare=lambda: None, client_flags=()):
         self.name, self.port, self.pid = name, port, pid
         self.advertised_port, self.prepare = advertised_port, prepare
+        self.client_flags = list(client_flags)
 
     @property
     def bootstrap(self):
@@ -277,7 +317,7 @@ class Bench:
         """One rdkafka_performance produce run then one consume run on fresh topics: msg/s each.
         With `cpu`, adds the target's CPU seconds and payload bytes to cpu[target.name]."""
         self.fresh(target, [("bench", partitions)])
-        flags = ["-t", "bench", "-b", target.bootstrap]
+        flags = ["-t", "bench", "-b", target.bootstrap, *target.client_flags]
         before = cpu_seconds(target.pid) if cpu is not None and target.name in cpu else None
         produced = rate_from(perf(self.args.perf, ["-P", "-s", str(size), "-c", str(records), "-X", "acks=all",
                                                    "-X", "linger.ms=5", *flags], target), r"in \d+ms: (\d+) msgs/s")
@@ -317,6 +357,28 @@ class Bench:
         for name, (seconds, payload) in cpu.items():
             if payload:
                 self.report(f"\nCPU: {name} used {seconds / (payload / 1e9):.2f} CPU-seconds per GB of record payload")
+
+    def tls(self):
+        """kaos with TLS on both sides against a direct TLS connection: the TLS row."""
+        certificates = Certificates()
+        stunnel = Stunnel(certificates, self.tansu.port)
+        kaos = Kaos(self.args.kaos, stunnel.port, ["--tls-cert", certificates.cert, "--tls-key", certificates.key,
+                                                   "--upstream-tls", "--upstream-ca", certificates.ca])
+        ssl = ["-X", "security.protocol=ssl", "-X", f"ssl.ca.location={certificates.ca}"]
+        try:
+            sides = {"direct TLS": Target("direct TLS", stunnel.port, stunnel.pid, advertised_port=stunnel.port,
+                                          client_flags=ssl),
+                     "kaos TLS": Target("kaos TLS", kaos.port, kaos.pid, advertised_port=stunnel.port,
+                                        prepare=kaos.prepare, client_flags=ssl)}
+            for size, records in ((100, self.args.records), (1000, self.args.records // 5)):
+                samples = self.paired(f"tls {size}B", sides,
+                                      lambda target: self.produce_consume_rates(target, size, records, 1))
+                self.ratio_table(f"TLS on both sides, {size}-byte records, 1 partition, {records:,} records",
+                                 samples, "direct TLS", ["kaos TLS"], ["produce msg/s", "consume msg/s"])
+        finally:
+            kaos.stop()
+            stunnel.stop()
+            certificates.dir.cleanup()
 
     def baseline(self):
         if "kaos-baseline" not in self.targets:
@@ -424,7 +486,7 @@ def main():
     parser.add_argument("--records", type=int, default=1_000_000, help="records per throughput run (100 B)")
     parser.add_argument("--latency-records", type=int, default=2000)
     parser.add_argument("--connection-seconds", type=float, default=3)
-    parser.add_argument("--suites", default="throughput,latency,connections,rules,chaos")
+    parser.add_argument("--suites", default="throughput,latency,connections,rules,chaos,tls")
     parser.add_argument("--baseline-kaos", help="another kaos binary, for the baseline suite")
     parser.add_argument("--output", help="also write the tables (markdown) to this file")
     args = parser.parse_args()

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::{TlsAcceptor, TlsConnector};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
@@ -60,6 +61,7 @@ pub struct Shard {
     /// Failures that come in floods (out of file descriptors, a broker down), logged once a burst.
     accept_failures: RefCell<Burst>,
     upstream_failures: RefCell<Burst>,
+    handshake_failures: RefCell<Burst>,
 }
 
 /// How long a burst of the same failure is counted before its count is logged.
@@ -100,6 +102,7 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
         topology_generation: Cell::new(u64::MAX),
         next_bootstrap: Cell::new(0),
         accept_failures: RefCell::new(Burst::new(BURST_WINDOW)),
+        handshake_failures: RefCell::new(Burst::new(BURST_WINDOW)),
         upstream_failures: RefCell::new(Burst::new(BURST_WINDOW)),
     });
     shard.listen(Target::Bootstrap, shard.config.port_start).map_err(|source| ListenError {
@@ -168,6 +171,9 @@ impl Shard {
         }
         if let Some(repeats) = self.upstream_failures.borrow_mut().closed(now) {
             warn!(repeats, "{repeats} more clients closed in the last second: upstream unreachable");
+        }
+        if let Some(repeats) = self.handshake_failures.borrow_mut().closed(now) {
+            warn!(repeats, "{repeats} more TLS handshakes failed in the last second");
         }
     }
 
@@ -307,60 +313,52 @@ impl Shard {
 async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
     // A client that connects once the drain has begun is closed at once.
     let Ok(_open) = shard.connections.enter() else { return };
-    let metrics = &shard.metrics;
-    metrics.connections_opened.add(1);
+    shard.metrics.connections_opened.add(1);
     let peer = peer_name(&client);
-    match shard.connect_upstream(target).await {
-        Err(why) => {
-            metrics.upstream_connect_failures.add(1);
-            if let Some(before) = shard.upstream_failures.borrow_mut().occur(Instant::now()) {
-                warn!(%peer, ?target, error = %why, repeats_since_last_line = before, "closing client: upstream unreachable");
-            }
-        }
-        Ok((broker, node, address)) => {
-            let _ = client.set_nodelay(true);
-            let _ = broker.set_nodelay(true);
-            let upstream = peer_name(&broker);
-            if let Some(end) = secure_and_relay(&shard, client, broker, node, &address, &peer).await {
-                log_end(metrics, end, &peer, &upstream);
+    let _ = client.set_nodelay(true);
+    // The client's handshake comes first: a peer that never completes it (a wrong CA, no
+    // certificate under mutual TLS, a port scan) costs no broker connection.
+    match shard.shared.tls.clients.as_ref().map(|clients| TlsAcceptor::from(clients.current())) {
+        None => relay_to_broker(&shard, client, target, &peer).await,
+        Some(acceptor) => {
+            if let Some(client) = handshake(&shard, "client", &peer, acceptor.accept(client)).await {
+                relay_to_broker(&shard, client, target, &peer).await;
             }
         }
     }
-    metrics.connections_closed.add(1);
+    shard.metrics.connections_closed.add(1);
 }
 
-/// Puts TLS on whichever side the flags ask for, then relays. Each of the four combinations is
-/// its own instance of the generic connection, so a plaintext one runs no TLS code. `None` when
-/// a handshake failed (logged here).
-async fn secure_and_relay(
+/// Connects the client to its broker, over TLS where the flags ask for it, and relays until one
+/// side ends. Each combination of plain and TLS streams is its own instance of the generic
+/// connection, so a plaintext one runs no TLS code.
+async fn relay_to_broker<C: AsyncRead + AsyncWrite + Unpin>(
     shard: &Rc<Shard>,
-    client: TcpStream,
-    broker: TcpStream,
-    node: Option<i32>,
-    address: &str,
+    client: C,
+    target: Target,
     peer: &str,
-) -> Option<End> {
-    let tls = &shard.shared.tls;
+) {
+    let (broker, node, address) = match shard.connect_upstream(target).await {
+        Ok(connected) => connected,
+        Err(why) => {
+            shard.metrics.upstream_connect_failures.add(1);
+            if let Some(before) = shard.upstream_failures.borrow_mut().occur(Instant::now()) {
+                warn!(%peer, ?target, error = %why, repeats_since_last_line = before, "closing client: upstream unreachable");
+            }
+            return;
+        }
+    };
+    let _ = broker.set_nodelay(true);
+    let upstream = peer_name(&broker);
     let key = shard.drain.key();
-    let client_tls = tls.clients.as_ref().map(|clients| TlsAcceptor::from(clients.current()));
-    let upstream_tls = tls.upstream.clone().map(TlsConnector::from);
-    let end = match (client_tls, upstream_tls) {
-        (None, None) => Connection::new(shard, client, broker, node, key).run().await,
-        (Some(acceptor), None) => {
-            let client = handshake(shard, "client", peer, acceptor.accept(client)).await?;
-            Connection::new(shard, client, broker, node, key).run().await
-        }
-        (None, Some(connector)) => {
-            let broker = connect_tls(shard, connector, broker, address).await?;
-            Connection::new(shard, client, broker, node, key).run().await
-        }
-        (Some(acceptor), Some(connector)) => {
-            let client = handshake(shard, "client", peer, acceptor.accept(client)).await?;
-            let broker = connect_tls(shard, connector, broker, address).await?;
+    let end = match shard.shared.tls.upstream.clone().map(TlsConnector::from) {
+        None => Connection::new(shard, client, broker, node, key).run().await,
+        Some(connector) => {
+            let Some(broker) = connect_tls(shard, connector, broker, &address).await else { return };
             Connection::new(shard, client, broker, node, key).run().await
         }
     };
-    Some(end)
+    log_end(&shard.metrics, end, peer, &upstream);
 }
 
 async fn connect_tls(
@@ -395,7 +393,10 @@ async fn handshake<S>(
         Err(_) => format!("no handshake within {TLS_HANDSHAKE_TIMEOUT:?}"),
     };
     shard.metrics.connections_rejected.add(1);
-    warn!(side, peer, error = %why, "closing connection: TLS handshake with the {side} failed");
+    // A client that trusts the wrong CA retries every few milliseconds: a line per burst.
+    if let Some(before) = shard.handshake_failures.borrow_mut().occur(Instant::now()) {
+        warn!(side, peer, error = %why, repeats_since_last_line = before, "closing connection: TLS handshake with the {side} failed");
+    }
     None
 }
 

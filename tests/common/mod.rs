@@ -444,3 +444,660 @@ pub fn assert_exactly(values: &[String], prefix: &str, count: usize) {
     assert_eq!(got.len(), count, "records received");
     assert!(got == expected, "received records differ from those sent");
 }
+
+/// The environment variable `make test` sets to the shared Apache Kafka cluster's cluster.json.
+pub const KAFKA_CLUSTER_ENV: &str = "KAOS_KAFKA_CLUSTER";
+
+/// The real Apache Kafka cluster of the test run: 3 nodes in KRaft combined mode on loopback,
+/// started once by `make test` (tests/kafka/cluster.py) before the Rust and Python tests and
+/// stopped after them. Tests share it, so each makes its own topics (`unique_topic`). A test that
+/// stops a node holds the `StoppedNode` guard, which starts the node again when dropped (even on
+/// panic); one node at a time is stopped in this process (cargo runs test binaries one by one).
+pub struct KafkaCluster {
+    dir: PathBuf,
+    bootstrap: String,
+    /// (node id, client port), by node id.
+    nodes: Vec<(i32, u16)>,
+}
+
+/// Held while a test has a node down: two nodes of three down would be no quorum.
+static KAFKA_NODE_DOWN: Mutex<()> = Mutex::new(());
+
+impl KafkaCluster {
+    /// The cluster `make test` started; panics when this run has none.
+    pub fn shared() -> &'static KafkaCluster {
+        static CLUSTER: std::sync::OnceLock<KafkaCluster> = std::sync::OnceLock::new();
+        CLUSTER.get_or_init(|| {
+            let path = std::env::var_os(KAFKA_CLUSTER_ENV).map(PathBuf::from).unwrap_or_else(|| {
+                panic!(
+                    "{KAFKA_CLUSTER_ENV} is not set: this test needs the Apache Kafka cluster that `make test` \
+                     starts. Run `make test`, or start one yourself (`make kafka && python3 \
+                     tests/kafka/cluster.py start --dir DIR`) and set {KAFKA_CLUSTER_ENV}=DIR/cluster.json"
+                )
+            });
+            KafkaCluster::load(&path)
+        })
+    }
+
+    /// Reads a cluster.json written by `tests/kafka/cluster.py start`.
+    pub fn load(path: &std::path::Path) -> KafkaCluster {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            panic!("{KAFKA_CLUSTER_ENV}={}: {e} (is the cluster of `make test` still up?)", path.display())
+        });
+        let info: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let nodes = info["nodes"]
+            .as_array()
+            .expect("nodes in cluster.json")
+            .iter()
+            .map(|node| (node["id"].as_i64().unwrap() as i32, node["port"].as_u64().unwrap() as u16))
+            .collect();
+        KafkaCluster {
+            dir: PathBuf::from(info["dir"].as_str().expect("dir in cluster.json")),
+            bootstrap: info["bootstrap"].as_str().expect("bootstrap in cluster.json").to_owned(),
+            nodes,
+        }
+    }
+
+    /// Every node's client listener, `127.0.0.1:P1,127.0.0.1:P2,...`.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    pub fn node_ids(&self) -> Vec<i32> {
+        self.nodes.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// The client port of node `id` (what Metadata advertises for it).
+    pub fn port(&self, id: i32) -> u16 {
+        self.nodes
+            .iter()
+            .find(|(node, _)| *node == id)
+            .unwrap_or_else(|| panic!("no Kafka node {id} (nodes: {:?})", self.node_ids()))
+            .1
+    }
+
+    pub fn address(&self, id: i32) -> String {
+        format!("127.0.0.1:{}", self.port(id))
+    }
+
+    /// What node `id` logged so far (INFO and up, every start of it).
+    pub fn log(&self, id: i32) -> String {
+        std::fs::read_to_string(self.dir.join(format!("node-{id}/server.log"))).unwrap_or_default()
+    }
+
+    /// A topic (or group) name no other test of this run uses.
+    pub fn unique_topic(&self, prefix: &str) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        format!("{prefix}-{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Creates a topic through rdkafka's admin API; panics unless the cluster accepts it.
+    pub fn create_topic(&self, name: &str, partitions: i32, replication: i32) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = block_on(admin.create_topics([&topic], &options)).expect("create_topics");
+        for result in results {
+            result.unwrap_or_else(|(topic, code)| panic!("create {topic}: {code:?}"));
+        }
+    }
+
+    /// Stops node `id` (SIGTERM: a controlled shutdown that moves its leaders) and returns when
+    /// the others no longer list it. The node starts again when the guard is dropped, or with
+    /// `StoppedNode::start`. Waits while another test of this process has a node down.
+    pub fn stop_node(&self, id: i32) -> StoppedNode<'_> {
+        let lock = KAFKA_NODE_DOWN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.harness(&["stop-node", "--id", &id.to_string()]).unwrap_or_else(|e| panic!("{e}"));
+        StoppedNode { cluster: self, id, started: false, _lock: lock }
+    }
+
+    /// Starts a stopped node `id` with its config and data and waits (up to 2 minutes) until it
+    /// serves, every node lists it, it is back in the ISR of its partitions and leads those it
+    /// prefers. `StoppedNode` calls this; call it directly only for a node stopped otherwise.
+    pub fn start_node(&self, id: i32) {
+        self.harness(&["start-node", "--id", &id.to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Runs a Kafka tool with the cluster's jars: a main class, or a bin/*.sh name
+    /// (kafka-topics, kafka-leader-election, kafka-console-producer, kafka-console-consumer,
+    /// kafka-producer-perf-test, kafka-consumer-perf-test, kafka-configs, kafka-consumer-groups,
+    /// kafka-metadata-quorum; see TOOLS in tests/kafka/cluster.py). Pass `--bootstrap-server`
+    /// yourself (`self.bootstrap()`). Stdin is empty.
+    pub fn tool(&self, name: &str, args: &[&str]) -> std::process::Output {
+        Command::new("python3")
+            .arg(Self::script())
+            .args(["tool", "--dir"])
+            .arg(&self.dir)
+            .arg(name)
+            .arg("--")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", Self::script().display()))
+    }
+
+    /// `tool`, panicking unless it exits 0; returns its stdout.
+    pub fn tool_ok(&self, name: &str, args: &[&str]) -> String {
+        let output = self.tool(name, args);
+        assert!(
+            output.status.success(),
+            "{name} {args:?}: {}\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn script() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/cluster.py")
+    }
+
+    fn harness(&self, args: &[&str]) -> Result<(), String> {
+        let output = Command::new("python3")
+            .arg(Self::script())
+            .arg(args[0])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run python3 {}: {e}", Self::script().display()))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "cluster.py {}: {}\n{}{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+}
+
+/// A node of the shared Kafka cluster that a test stopped; started again on drop.
+pub struct StoppedNode<'a> {
+    cluster: &'a KafkaCluster,
+    pub id: i32,
+    started: bool,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl StoppedNode<'_> {
+    /// Starts the node again and waits until it is back (see `KafkaCluster::start_node`).
+    pub fn start(mut self) {
+        self.started = true;
+        self.cluster.start_node(self.id);
+    }
+}
+
+impl Drop for StoppedNode<'_> {
+    fn drop(&mut self) {
+        if self.started {
+            return;
+        }
+        if let Err(e) = self.cluster.harness(&["start-node", "--id", &self.id.to_string()]) {
+            if std::thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+// TLS: certificates made by the tests with the openssl CLI, Debian's stunnel4 in front of a
+// broker, and the rdkafka calls of the harness with client settings (`security.protocol`, ...).
+
+/// Certificates for the TLS tests, made with the `openssl` CLI into a directory of their own under
+/// CARGO_TARGET_TMPDIR and removed with it on drop (no key is ever committed). Every key is RSA in
+/// unencrypted PKCS#8 PEM (`BEGIN PRIVATE KEY`); certificates last two days.
+pub struct Certs {
+    pub dir: PathBuf,
+    /// The CA that signs the server, client and wrong-name certificates.
+    pub ca: PathBuf,
+    ca_key: PathBuf,
+    /// For `DNS:localhost,IP:127.0.0.1`, signed by `ca`.
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// A client certificate (CN=kaos-test-client), signed by `ca`.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// A CA unrelated to `ca`.
+    pub wrong_ca: PathBuf,
+    wrong_ca_key: PathBuf,
+    /// A server certificate for `DNS:wrong.example` only, signed by `ca`.
+    pub wrong_name_cert: PathBuf,
+    pub wrong_name_key: PathBuf,
+}
+
+/// Which CA of a `Certs` signs a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signer {
+    Ca,
+    WrongCa,
+}
+
+/// Certificate serial numbers (and `Certs` directories): unique in this test binary.
+static CERT_SERIAL: AtomicU64 = AtomicU64::new(1000);
+
+impl Certs {
+    pub fn generate() -> Certs {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "certs-{}-{}",
+            std::process::id(),
+            CERT_SERIAL.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("certificate dir");
+        let (ca, ca_key) = Certs::make_ca(&dir, "ca", "kaos-test-ca");
+        let (wrong_ca, wrong_ca_key) = Certs::make_ca(&dir, "wrong-ca", "kaos-test-wrong-ca");
+        let mut certs = Certs {
+            dir,
+            ca,
+            ca_key,
+            server_cert: PathBuf::new(),
+            server_key: PathBuf::new(),
+            client_cert: PathBuf::new(),
+            client_key: PathBuf::new(),
+            wrong_ca,
+            wrong_ca_key,
+            wrong_name_cert: PathBuf::new(),
+            wrong_name_key: PathBuf::new(),
+        };
+        (certs.server_cert, certs.server_key) =
+            certs.server("server", "DNS:localhost,IP:127.0.0.1", Signer::Ca);
+        (certs.client_cert, certs.client_key) = certs.issue("client", "kaos-test-client", None, Signer::Ca);
+        (certs.wrong_name_cert, certs.wrong_name_key) =
+            certs.server("wrong-name", "DNS:wrong.example", Signer::Ca);
+        certs
+    }
+
+    /// Issues `NAME.pem` and `NAME.key` in `dir`: a server certificate for `alt_names`
+    /// (`DNS:host,IP:address,...`) signed by `signer`, with a serial of its own.
+    pub fn server(&self, name: &str, alt_names: &str, signer: Signer) -> (PathBuf, PathBuf) {
+        self.issue(name, "localhost", Some(alt_names), signer)
+    }
+
+    /// The serial number of a PEM certificate, as `openssl x509 -serial` prints it (`serial=...`).
+    pub fn serial(cert: &std::path::Path) -> String {
+        let output =
+            openssl_in(std::path::Path::new("."), &["x509", "-noout", "-serial", "-in", &path_str(cert)]);
+        String::from_utf8_lossy(&output).trim().to_owned()
+    }
+
+    /// The serial number of the certificate the TLS server at `address` presents to a new
+    /// connection now (`openssl s_client`, bounded to 10 s), or None without a TLS answer.
+    pub fn served_serial(address: &str) -> Option<String> {
+        let client = Command::new("timeout")
+            .args(["10", "openssl", "s_client", "-connect", address, "-servername", "localhost"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .expect("openssl s_client");
+        if !String::from_utf8_lossy(&client.stdout).contains("-----BEGIN CERTIFICATE-----") {
+            return None;
+        }
+        let mut x509 = Command::new("openssl")
+            .args(["x509", "-noout", "-serial"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl x509");
+        x509.stdin.take().unwrap().write_all(&client.stdout).unwrap();
+        let output = x509.wait_with_output().unwrap();
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    fn make_ca(dir: &std::path::Path, name: &str, common_name: &str) -> (PathBuf, PathBuf) {
+        let config = dir.join(format!("{name}.cnf"));
+        std::fs::write(
+            &config,
+            "[req]\ndistinguished_name = dn\n[dn]\n[v3_ca]\nbasicConstraints = critical,CA:TRUE\n\
+             keyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n",
+        )
+        .unwrap();
+        let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        let (subject, config, key_path, cert_path) =
+            (format!("/CN={common_name}"), path_str(&config), path_str(&key), path_str(&cert));
+        let mut args: Vec<&str> =
+            "req -x509 -new -newkey rsa:2048 -nodes -days 2 -extensions v3_ca".split(' ').collect();
+        args.extend(["-subj", &subject, "-config", &config, "-keyout", &key_path, "-out", &cert_path]);
+        openssl_in(dir, &args);
+        (cert, key)
+    }
+
+    /// A leaf certificate: a server one when `alt_names` is given, else a client one.
+    fn issue(
+        &self,
+        name: &str,
+        common_name: &str,
+        alt_names: Option<&str>,
+        signer: Signer,
+    ) -> (PathBuf, PathBuf) {
+        let dir = &self.dir;
+        let (ca, ca_key) = match signer {
+            Signer::Ca => (&self.ca, &self.ca_key),
+            Signer::WrongCa => (&self.wrong_ca, &self.wrong_ca_key),
+        };
+        let (cert, key, csr, extensions, config) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+            dir.join(format!("{name}.csr")),
+            dir.join(format!("{name}.ext")),
+            dir.join(format!("{name}.cnf")),
+        );
+        std::fs::write(&config, "[req]\ndistinguished_name = dn\n[dn]\n").unwrap();
+        let mut ext = String::from(
+            "basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\n\
+             subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
+        );
+        match alt_names {
+            Some(names) => {
+                ext.push_str(&format!("extendedKeyUsage = serverAuth\nsubjectAltName = {names}\n"))
+            }
+            None => ext.push_str("extendedKeyUsage = clientAuth\n"),
+        }
+        std::fs::write(&extensions, ext).unwrap();
+        let (subject, config, key_path, csr, cert_path) = (
+            format!("/CN={common_name}"),
+            path_str(&config),
+            path_str(&key),
+            path_str(&csr),
+            path_str(&cert),
+        );
+        let mut args: Vec<&str> = "req -new -newkey rsa:2048 -nodes".split(' ').collect();
+        args.extend(["-subj", &subject, "-config", &config, "-keyout", &key_path, "-out", &csr]);
+        openssl_in(dir, &args);
+        let (serial, ca, ca_key, extensions) = (
+            CERT_SERIAL.fetch_add(1, Ordering::Relaxed).to_string(),
+            path_str(ca),
+            path_str(ca_key),
+            path_str(&extensions),
+        );
+        let mut args: Vec<&str> = "x509 -req -days 2".split(' ').collect();
+        args.extend(["-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-set_serial", &serial]);
+        args.extend(["-extfile", &extensions, "-out", &cert_path]);
+        openssl_in(dir, &args);
+        (cert, key)
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn path_str(path: &std::path::Path) -> String {
+    path.to_str().expect("a UTF-8 path").to_owned()
+}
+
+/// Runs the openssl CLI in `dir`; panics with its stderr unless it succeeds. Returns its stdout.
+fn openssl_in(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): install it (apt-get install openssl)"));
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
+
+/// Debian's stunnel4: terminates TLS on 127.0.0.1:`port` with a certificate and relays plaintext
+/// to 127.0.0.1:`connect`. Runs in the foreground with a generated config; killed (by PID) on drop.
+/// `make deps` installs it (apt) when missing.
+pub struct Stunnel {
+    process: Process,
+    pub port: u16,
+    config: PathBuf,
+}
+
+impl Stunnel {
+    pub fn start(port: u16, connect: u16, cert: &std::path::Path, key: &std::path::Path) -> Stunnel {
+        Stunnel::launch(port, connect, cert, key, None)
+    }
+
+    /// `start`, requiring of every client a certificate that `client_ca` signed (mutual TLS).
+    pub fn start_verifying(
+        port: u16,
+        connect: u16,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: &std::path::Path,
+    ) -> Stunnel {
+        Stunnel::launch(port, connect, cert, key, Some(client_ca))
+    }
+
+    fn launch(
+        port: u16,
+        connect: u16,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: Option<&std::path::Path>,
+    ) -> Stunnel {
+        let found = Command::new("sh").args(["-c", "command -v stunnel4"]).output().expect("sh");
+        assert!(
+            found.status.success(),
+            "stunnel4 is not installed: `make deps` installs it (apt-get install stunnel4)"
+        );
+        let config = log_dir().join(format!("stunnel-{port}-{}.conf", std::process::id()));
+        let mut text = format!(
+            "foreground = yes\npid =\ndebug = info\n[kafka]\naccept = 127.0.0.1:{port}\n\
+             connect = 127.0.0.1:{connect}\ncert = {}\nkey = {}\n",
+            cert.display(),
+            key.display()
+        );
+        if let Some(ca) = client_ca {
+            text.push_str(&format!("CAfile = {}\nrequireCert = yes\nverifyChain = yes\n", ca.display()));
+        }
+        std::fs::write(&config, text).unwrap();
+        let mut process = Process::spawn(&format!("stunnel-{port}"), Command::new("stunnel4").arg(&config));
+        wait_until("stunnel to listen", Duration::from_secs(20), || {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!(
+                    "stunnel4 exited ({status}): {}",
+                    std::fs::read_to_string(
+                        log_dir().join(format!("stunnel-{port}-{}.log", std::process::id()))
+                    )
+                    .unwrap_or_default()
+                );
+            }
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Stunnel { process, port, config }
+    }
+
+    /// What stunnel logged so far (each connection it accepted, each handshake that failed).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_dir().join(format!("stunnel-{}-{}.log", self.port, std::process::id())))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Stunnel {
+    fn drop(&mut self) {
+        self.process.stop();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+impl Tansu {
+    /// A tansu on a free port that advertises `advertised_url` (e.g. `tcp://localhost:P`, a
+    /// stunnel in front of it) instead of its own address.
+    pub fn start_advertising(advertised_url: &str) -> Tansu {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let process = Process::spawn(
+            &format!("tansu-{port}"),
+            Command::new(tansu_bin())
+                .args(["broker", "--listener-url", &url, "--advertised-listener-url", advertised_url])
+                .args(["--storage-engine", "memory://tansu/"]),
+        );
+        wait_until("tansu to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Tansu { process, port }
+    }
+}
+
+impl Kaos {
+    /// Sends `signal` (`HUP`, `TERM`, ...) to the kaos process.
+    pub fn signal(&self, signal: &str) {
+        self.process.signal(signal);
+    }
+
+    /// Waits (up to `timeout`) until a line of kaos's log satisfies `matches`, and returns it.
+    pub fn wait_for_log_line(&self, what: &str, timeout: Duration, matches: impl Fn(&str) -> bool) -> String {
+        let mut found = None;
+        let deadline = Instant::now() + timeout;
+        while found.is_none() && Instant::now() < deadline {
+            found = self.log().lines().find(|line| matches(line)).map(str::to_owned);
+            if found.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        found.unwrap_or_else(|| panic!("no line of kaos's log {what} after {timeout:?}:\n{}", self.log()))
+    }
+}
+
+/// `create_topic` for a client with `settings` (TLS, ...).
+pub fn create_topic_with(bootstrap: &str, settings: &[(&str, &str)], name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = block_on(admin.create_topics([&topic], &options)).expect("create_topics");
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("create {topic}: {code:?}"));
+    }
+}
+
+/// `consume` for a client with `settings` (TLS, ...), giving up after `timeout`.
+pub fn consume_with(
+    bootstrap: &str,
+    settings: &[(&str, &str)],
+    topic: &str,
+    group: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("check.crcs", "true");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut values = Vec::with_capacity(expected);
+    let deadline = Instant::now() + timeout;
+    while values.len() < expected && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned())
+            }
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    values
+}
+
+// The TLS-only client listeners of the Kafka cluster (tests/kafka/cluster.py makes one per node
+// unless started with --no-tls), and Kafka tools fed on stdin.
+
+/// A Kafka cluster's TLS listeners, from its cluster.json.
+pub struct KafkaTls {
+    /// Every node's TLS listener, `127.0.0.1:P1,127.0.0.1:P2,...`.
+    pub bootstrap: String,
+    /// The CA (PEM) that signed the listeners' certificate (for IP:127.0.0.1 and DNS:localhost).
+    pub ca: PathBuf,
+    /// A Java client config for the TLS listeners (security.protocol=SSL, a PEM truststore).
+    pub client_properties: PathBuf,
+    /// (node id, TLS port), by node id.
+    pub ports: Vec<(i32, u16)>,
+}
+
+impl KafkaCluster {
+    /// The TLS listeners; panics for a cluster started with --no-tls (or by an older cluster.py).
+    pub fn tls(&self) -> KafkaTls {
+        let path = self.dir.join("cluster.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let info: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let bootstrap = info["tls_bootstrap"].as_str().unwrap_or_else(|| {
+            panic!(
+                "{} has no tls_bootstrap: this cluster has no TLS listeners (started with --no-tls?)",
+                path.display()
+            )
+        });
+        let file = |key: &str| {
+            PathBuf::from(
+                info["tls"][key].as_str().unwrap_or_else(|| panic!("tls.{key} in {}", path.display())),
+            )
+        };
+        let ports = info["nodes"]
+            .as_array()
+            .expect("nodes in cluster.json")
+            .iter()
+            .map(|node| {
+                (node["id"].as_i64().unwrap() as i32, node["tls_port"].as_u64().expect("tls_port") as u16)
+            })
+            .collect();
+        KafkaTls {
+            bootstrap: bootstrap.to_owned(),
+            ca: file("ca"),
+            client_properties: file("client_properties"),
+            ports,
+        }
+    }
+
+    /// `tool` with `input` on its stdin, killed (the tool's JVM too: `timeout` signals its whole
+    /// process group) after `limit`.
+    pub fn tool_with_input(
+        &self,
+        name: &str,
+        args: &[&str],
+        input: &str,
+        limit: Duration,
+    ) -> std::process::Output {
+        let mut child = Command::new("timeout")
+            .args(["-k", "5", &format!("{}", limit.as_secs().max(1))])
+            .arg("python3")
+            .arg(Self::script())
+            .args(["tool", "--dir"])
+            .arg(&self.dir)
+            .arg(name)
+            .arg("--")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", Self::script().display()));
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("the tool's stdin");
+        drop(stdin);
+        child.wait_with_output().expect("the tool's output")
+    }
+}

@@ -177,3 +177,132 @@ def module_kaos():
         if proxy is not None:
             proxy.process.stop()
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster():
+    """The real Apache Kafka cluster `make test` starts once for the whole run (3 nodes in KRaft
+    combined mode on loopback, tests/kafka/cluster.py), found through $KAOS_KAFKA_CLUSTER (its
+    cluster.json). Shared by every test: make your own topics. It offers `bootstrap`, `node_ids`,
+    `port(id)`, `tool(name, args, capture=True)`, and `with kafka_cluster.stopped_node(id):`,
+    which starts the node again when the block ends."""
+    path = os.environ.get("KAOS_KAFKA_CLUSTER")
+    if not path:
+        pytest.fail("KAOS_KAFKA_CLUSTER is not set: this test needs the Apache Kafka cluster that `make test` "
+                    "starts. Run `make test`, or `make kafka && python3 tests/kafka/cluster.py start --dir DIR` "
+                    "and set KAOS_KAFKA_CLUSTER=DIR/cluster.json", pytrace=False)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "kaos_kafka_cluster", os.path.join(os.path.dirname(__file__), "..", "kafka", "cluster.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Cluster.load(os.path.dirname(os.path.abspath(path)))
+
+
+class Certs:
+    """Certificates for TLS tests, made with the openssl CLI into `directory` (never committed): a CA
+    (`ca`) and a server certificate for localhost and 127.0.0.1 signed by it (`server_cert`, and
+    `server_key` in PKCS#8 PEM)."""
+
+    def __init__(self, directory):
+        self.dir = str(directory)
+        self.ca, self._ca_key = self._path("ca.pem"), self._path("ca.key")
+        self._write("ca.cnf", "[req]\ndistinguished_name = dn\n[dn]\n[v3_ca]\n"
+                              "basicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n")
+        self._openssl("req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                      "-subj", "/CN=kaos-test-ca", "-config", "ca.cnf", "-extensions", "v3_ca",
+                      "-keyout", self._ca_key, "-out", self.ca)
+        self.server_cert, self.server_key = self._path("server.pem"), self._path("server.key")
+        self._write("server.cnf", "[req]\ndistinguished_name = dn\n[dn]\n")
+        self._write("server.ext", "basicConstraints = critical,CA:FALSE\nextendedKeyUsage = serverAuth\n"
+                                  "subjectAltName = DNS:localhost,IP:127.0.0.1\n")
+        self._openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                      "-config", "server.cnf", "-keyout", self.server_key, "-out", "server.csr")
+        self._openssl("x509", "-req", "-in", "server.csr", "-CA", self.ca, "-CAkey", self._ca_key,
+                      "-set_serial", "1001", "-days", "2", "-extfile", "server.ext", "-out", self.server_cert)
+
+    def _path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _write(self, name, text):
+        with open(self._path(name), "w", encoding="utf-8") as f:
+            f.write(text)
+
+    def _openssl(self, *args):
+        result = subprocess.run(["openssl", *args], cwd=self.dir, stdin=subprocess.DEVNULL, capture_output=True)
+        assert result.returncode == 0, f"openssl {args}: {result.stderr.decode(errors='replace')}"
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory):
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+class TlsKaos(Kaos):
+    """A kaos whose every port speaks TLS with `certs.server_cert`: clients trust `certs.ca`."""
+
+    def __init__(self, bootstrap, certs):
+        while True:
+            self.port_start = free_port()
+            self.broker_port = self.port_start + 1 + TANSU_NODE_ID
+            if self.broker_port < 65000 and port_is_free(self.broker_port):
+                break
+        self.admin = f"127.0.0.1:{free_port()}"
+        self.process = Process("kaos", [os.environ["KAOS_BIN"], "--bootstrap-servers", bootstrap,
+                                        "--port-start", str(self.port_start), "--admin-addr", self.admin,
+                                        "--shards", "2",
+                                        "--tls-cert", certs.server_cert, "--tls-key", certs.server_key])
+        wait_until("kaos to be ready", lambda: http_status(f"http://{self.admin}/ready") == 200)
+
+
+@pytest.fixture
+def tls_kaos(tansu, tls_certs):
+    """kaos with TLS towards clients in front of a plaintext tansu."""
+    proxy = TlsKaos(tansu, tls_certs)
+    try:
+        yield proxy
+    finally:
+        proxy.process.stop()
+
+
+class ClusterKaos(Kaos):
+    """A kaos in front of a cluster of several brokers (`node_ids`) at `bootstrap`, with `extra`
+    arguments (e.g. `--upstream-tls --upstream-ca CA`); waits until /ready says 200. kaos serves
+    node N on port_start + 1 + N (`broker_ports`)."""
+
+    def __init__(self, bootstrap, node_ids, extra=()):
+        for _ in range(100):
+            self.port_start = free_port()
+            self.broker_ports = {node: self.port_start + 1 + node for node in node_ids}
+            if max(self.broker_ports.values()) < 65000 and all(map(port_is_free, self.broker_ports.values())):
+                break
+        else:
+            raise RuntimeError("no free port range for kaos's broker ports")
+        self.broker_port = self.broker_ports[min(node_ids)]
+        self.admin = f"127.0.0.1:{free_port()}"
+        self.process = Process("kaos", [os.environ["KAOS_BIN"], "--bootstrap-servers", bootstrap,
+                                        "--port-start", str(self.port_start), "--admin-addr", self.admin,
+                                        "--shards", "2", *extra])
+        try:
+            wait_until("kaos to be ready", lambda: http_status(f"http://{self.admin}/ready") == 200)
+        except TimeoutError:
+            self.process.stop()
+            raise TimeoutError(f"kaos not ready; its log:\n{self.process.output()}") from None
+
+    def addresses(self):
+        return {("127.0.0.1", self.port_start)} | {("127.0.0.1", port) for port in self.broker_ports.values()}
+
+
+@pytest.fixture
+def kafka_tls_kaos(kafka_cluster):
+    """A plaintext kaos in front of the TLS-only listeners of the shared Kafka cluster
+    (`kafka_cluster.tls_bootstrap`), trusting the cluster's CA (`--upstream-tls --upstream-ca`)."""
+    if not kafka_cluster.tls_bootstrap:
+        pytest.fail(f"the Kafka cluster in {kafka_cluster.dir} has no TLS listeners (started with --no-tls?)",
+                    pytrace=False)
+    proxy = ClusterKaos(kafka_cluster.tls_bootstrap, kafka_cluster.node_ids,
+                        ["--upstream-tls", "--upstream-ca", kafka_cluster.tls_ca])
+    try:
+        yield proxy
+    finally:
+        proxy.process.stop()
