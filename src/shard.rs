@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -315,14 +316,15 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
     let Ok(_open) = shard.connections.enter() else { return };
     shard.metrics.connections_opened.add(1);
     let peer = peer_name(&client);
+    let client_address = client.peer_addr().ok().map(|address| address.ip());
     let _ = client.set_nodelay(true);
     // The client's handshake comes first: a peer that never completes it (a wrong CA, no
     // certificate under mutual TLS, a port scan) costs no broker connection.
     match shard.shared.tls.clients.as_ref().map(|clients| TlsAcceptor::from(clients.current())) {
-        None => relay_to_broker(&shard, client, target, &peer).await,
+        None => relay_to_broker(&shard, (client, client_address), target, &peer).await,
         Some(acceptor) => {
             if let Some(client) = handshake(&shard, "client", &peer, acceptor.accept(client)).await {
-                relay_to_broker(&shard, client, target, &peer).await;
+                relay_to_broker(&shard, (client, client_address), target, &peer).await;
             }
         }
     }
@@ -334,7 +336,7 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
 /// connection, so a plaintext one runs no TLS code.
 async fn relay_to_broker<C: AsyncRead + AsyncWrite + Unpin>(
     shard: &Rc<Shard>,
-    client: C,
+    (client, client_address): (C, Option<IpAddr>),
     target: Target,
     peer: &str,
 ) {
@@ -352,10 +354,10 @@ async fn relay_to_broker<C: AsyncRead + AsyncWrite + Unpin>(
     let upstream = peer_name(&broker);
     let key = shard.drain.key();
     let end = match shard.shared.tls.upstream.clone().map(TlsConnector::from) {
-        None => Connection::new(shard, client, broker, node, key).run().await,
+        None => Connection::new(shard, client, client_address, broker, node, key).run().await,
         Some(connector) => {
             let Some(broker) = connect_tls(shard, connector, broker, &address).await else { return };
-            Connection::new(shard, client, broker, node, key).run().await
+            Connection::new(shard, client, client_address, broker, node, key).run().await
         }
     };
     log_end(&shard.metrics, end, peer, &upstream);

@@ -194,6 +194,53 @@ fn an_election_fails_its_partition_for_every_client_while_it_lasts() {
     assert_eq!(failed, 20, "the other client's requests fall in the same election");
 }
 
+/// A rule for one application only, by what every client has without SASL: its `client.id`,
+/// or its source address (127.0.0.1 and 127.0.0.2 are both loopback).
+#[test]
+fn rules_scoped_by_client_id_or_address_hit_only_those_clients() {
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "scoped", 1);
+    let billing = producer(&kaos.bootstrap(), &[NO_RETRIES, &[("client.id", "billing-eu")]].concat());
+    let web = producer(&kaos.bootstrap(), &[NO_RETRIES, &[("client.id", "web")]].concat());
+    assert!(send_one(&billing, "scoped", b"warm-up").0 && send_one(&web, "scoped", b"warm-up").0);
+    kaos.add_rule(
+        "broken-broker",
+        r#"{"config":{"clientIds":["billing-.*"],"errors":["NOT_ENOUGH_REPLICAS"]},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    for _ in 0..5 {
+        assert!(!send_one(&billing, "scoped", b"b").0, "billing-eu is in the rule's scope");
+        assert!(send_one(&web, "scoped", b"w").0, "web is not");
+    }
+    kaos.delete_rule("broken-broker", "PRODUCE", "REQUEST");
+
+    kaos.add_rule(
+        "broken-broker",
+        r#"{"config":{"clientAddresses":["127.0.0.2/32"],"errors":["NOT_ENOUGH_REPLICAS"]},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    let broker: std::net::SocketAddr = format!("127.0.0.1:{}", kaos.broker_port(111)).parse().unwrap();
+    let produce_from = |source: &str| {
+        let mut client = common::RawKafka::connect_from(source.parse().unwrap(), broker);
+        let frame = kaos_testkit::Produce::new(9)
+            .correlation_id(1)
+            .client_id("raw")
+            .acks(-1)
+            .timeout_ms(5000)
+            .topic(kaos_testkit::Topic::new("scoped", [0; 16]).partition(
+                0,
+                kaos_testkit::batch(kafka_protocol::records::Compression::None, &[b"raw"], -1, -1),
+            ))
+            .frame();
+        client.send_frame(&frame);
+        let mut body = client.read_frame().expect("a response");
+        use kafka_protocol::protocol::Decodable;
+        kafka_protocol::messages::ResponseHeader::decode(&mut body, 1).unwrap();
+        let response = kafka_protocol::messages::ProduceResponse::decode(&mut body, 9).unwrap();
+        response.responses[0].partition_responses[0].error_code
+    };
+    assert_eq!(produce_from("127.0.0.2"), 19, "NOT_ENOUGH_REPLICAS from the scoped address");
+    assert_eq!(produce_from("127.0.0.1"), 0, "another address writes");
+}
+
 #[test]
 fn duplicate_resource_doubles_a_plain_producer_but_not_an_idempotent_one() {
     let (_tansu, kaos) = start();

@@ -3,8 +3,10 @@
 //! its default, a field the struct does not know is rejected, and every error names the field with
 //! its path (`config.errors[1]`).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -202,11 +204,16 @@ pub struct CommonConfig {
     topics: Vec<String>,
     /// Only requests touching a topic whose whole name matches one of these regexes.
     topic_patterns: Vec<String>,
+    /// Only clients whose whole `client.id` matches one of these regexes; empty: every client.
+    client_ids: Vec<String>,
+    /// Only clients connecting from one of these addresses or CIDR blocks (127.0.0.2,
+    /// 10.0.0.0/8, ::1/128); empty: every address.
+    client_addresses: Vec<String>,
 }
 
 impl Configurable for CommonConfig {
     fn defaults() -> Value {
-        json!({"rateInPercent": 100, "brokerIds": [], "topics": [], "topicPatterns": []})
+        json!({"rateInPercent": 100, "brokerIds": [], "topics": [], "topicPatterns": [], "clientIds": [], "clientAddresses": []})
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
@@ -227,6 +234,7 @@ pub struct Common {
     pub rate_percent: u32,
     pub broker_ids: Vec<i32>,
     pub topics: TopicFilter,
+    pub clients: ClientFilter,
 }
 
 impl Common {
@@ -250,6 +258,7 @@ impl Common {
             rate_percent: parsed.rate_in_percent,
             broker_ids: parsed.broker_ids,
             topics: TopicFilter::new(parsed.topics, &parsed.topic_patterns)?,
+            clients: ClientFilter::new(parsed.client_ids, parsed.client_addresses)?,
         })
     }
 
@@ -259,6 +268,7 @@ impl Common {
         config.insert("rateInPercent".into(), Value::from(self.rate_percent));
         config.insert("brokerIds".into(), Value::from(self.broker_ids.clone()));
         self.topics.to_json(config);
+        self.clients.to_json(config);
     }
 }
 
@@ -297,6 +307,74 @@ impl Schedule {
         }
         if self.duration.is_some() || self.quiet.is_some() {
             config.insert("timeUnit".into(), Value::from("MILLISECONDS"));
+        }
+    }
+}
+
+/// Which clients a rule is for, by what every client has: its `client.id` (whole-id regexes)
+/// and its source address (CIDR blocks). Empty: every client. Connections decide it once per
+/// rules snapshot and client id (see `chaos::scope`), not per request.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFilter {
+    ids: Vec<(String, Regex)>,
+    addresses: Vec<(String, IpNet)>,
+}
+
+impl ClientFilter {
+    pub fn new(ids: Vec<String>, addresses: Vec<String>) -> Result<ClientFilter, ConfigError> {
+        let ids = ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| match Regex::new(&format!("^(?:{id})$")) {
+                Ok(regex) => Ok((id, regex)),
+                Err(e) => Err(ConfigError::new(format!("config.clientIds[{i}]"), format!("bad regex: {e}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let addresses = addresses
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let net = text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+                match net {
+                    Ok(net) => Ok((text, net)),
+                    Err(_) => Err(ConfigError::new(
+                        format!("config.clientAddresses[{i}]"),
+                        format!("'{text}' is not an address or CIDR block (such as 127.0.0.2 or 10.0.0.0/8)"),
+                    )),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ClientFilter { ids, addresses })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.addresses.is_empty()
+    }
+
+    /// Whether the rule narrows by `client.id`, so connections must watch the id of requests.
+    pub fn by_client_id(&self) -> bool {
+        !self.ids.is_empty()
+    }
+
+    /// Whether a client with this source address and `client.id` is in scope (an unknown one is
+    /// not, where the filter asks for one).
+    pub fn matches(&self, address: Option<IpAddr>, client_id: Option<&str>) -> bool {
+        let id_matches = self.ids.is_empty()
+            || client_id.is_some_and(|id| self.ids.iter().any(|(_, regex)| regex.is_match(id)));
+        let address_matches = self.addresses.is_empty()
+            || address.is_some_and(|address| self.addresses.iter().any(|(_, net)| net.contains(&address)));
+        id_matches && address_matches
+    }
+
+    fn to_json(&self, config: &mut Map<String, Value>) {
+        if !self.ids.is_empty() {
+            config.insert("clientIds".into(), self.ids.iter().map(|(text, _)| text.as_str()).collect());
+        }
+        if !self.addresses.is_empty() {
+            config.insert(
+                "clientAddresses".into(),
+                self.addresses.iter().map(|(text, _)| text.as_str()).collect(),
+            );
         }
     }
 }
@@ -452,6 +530,30 @@ mod tests {
             filter.to_json(&mut reported);
             assert_eq!(reported["topicPatterns"], json!([pattern]));
         }
+    }
+
+    #[test]
+    fn client_scopes_take_regexes_and_cidr_blocks_and_name_bad_ones() {
+        let clients =
+            common(json!({"clientIds": ["billing-.*"], "clientAddresses": ["127.0.0.2", "10.0.0.0/8"]}))
+                .unwrap()
+                .clients;
+        let local: IpAddr = "127.0.0.2".parse().unwrap();
+        let far: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(clients.matches(Some(local), Some("billing-eu")));
+        assert!(clients.matches(Some(far), Some("billing-us")));
+        assert!(!clients.matches(Some("127.0.0.1".parse().unwrap()), Some("billing-eu")), "another address");
+        assert!(!clients.matches(Some(local), Some("old-billing-eu")), "the whole id must match");
+        assert!(!clients.matches(Some(local), None) && !clients.matches(None, Some("billing-eu")), "unknown");
+        assert!(ClientFilter::default().matches(None, None));
+        let mut reported = Map::new();
+        clients.to_json(&mut reported);
+        assert_eq!(reported["clientAddresses"], json!(["127.0.0.2", "10.0.0.0/8"]), "as given");
+        assert_eq!(common(json!({"clientIds": ["ok", "("]})).unwrap_err().field, "config.clientIds[1]");
+        assert_eq!(
+            common(json!({"clientAddresses": ["10.0.0.0/8", "10.0.0.0/99"]})).unwrap_err().field,
+            "config.clientAddresses[1]"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod records;
 pub mod respond;
 pub mod rule;
+pub mod scope;
 
 use std::fmt::Debug;
 use std::time::Duration;

@@ -14,6 +14,7 @@ use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader};
 
 use super::outage::{WindowScope, Windows};
+use super::scope::ClientScopes;
 use super::{Direction, Effect, FaultContext, FaultSpec, Rule, TopicFilter, respond};
 use crate::wire::codec::decode_request;
 use crate::wire::{CodecError, RequestPrefix, TopicNames, encode_frame};
@@ -25,6 +26,16 @@ pub struct Scope<'a> {
     pub user: Option<&'a str>,
     /// The upstream broker's node id, when known.
     pub node: Option<i32>,
+    /// Which client-scoped rules the client is in scope of; `None`: none of them.
+    pub clients: Option<&'a ClientScopes>,
+}
+
+impl Scope<'_> {
+    fn admits(&self, rule: &Rule) -> bool {
+        let client =
+            rule.common.clients.is_empty() || self.clients.is_some_and(|clients| clients.allows(rule));
+        client && rule.applies_to(self.user, self.node)
+    }
 }
 
 /// The rules that fired for one request.
@@ -88,9 +99,7 @@ impl Plan {
         };
         let fired: Vec<_> = candidates
             .iter()
-            .filter(|rule| {
-                rule.applies_to(scope.user, scope.node) && rule.is_active(now) && topic_matches(rule)
-            })
+            .filter(|rule| scope.admits(rule) && rule.is_active(now) && topic_matches(rule))
             .filter_map(|rule| {
                 let rolled = match rule.fault.windows() {
                     Some(windows) if windows.any_open(now) => false,
@@ -400,7 +409,7 @@ mod tests {
             .body();
         let prefix = RequestPrefix::parse(&body).unwrap();
         let mut rng = fastrand::Rng::new();
-        let scope = Scope { user: None, node: Some(node) };
+        let scope = Scope { node: Some(node), ..Scope::default() };
         let Some(plan) = Plan::decide(rules.for_api(0), scope, None, &mut rng) else { return false };
         plan.carry_out(prefix, &body, &names, &mut rng).unwrap().answer.is_some()
     }

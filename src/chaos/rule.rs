@@ -213,6 +213,8 @@ const API_SLOTS: usize = 128;
 pub struct RuleSet {
     rules: Vec<Arc<Rule>>,
     by_api: Vec<Vec<Arc<Rule>>>,
+    /// Whether some rule is for some `client.id`s only, so connections must watch request ids.
+    scopes_by_client_id: bool,
 }
 
 impl RuleSet {
@@ -223,7 +225,12 @@ impl RuleSet {
                 slot.push(rule.clone());
             }
         }
-        RuleSet { rules, by_api }
+        let scopes_by_client_id = rules.iter().any(|rule| rule.common.clients.by_client_id());
+        RuleSet { rules, by_api, scopes_by_client_id }
+    }
+
+    pub fn scopes_by_client_id(&self) -> bool {
+        self.scopes_by_client_id
     }
 
     pub fn rules(&self) -> &[Arc<Rule>] {

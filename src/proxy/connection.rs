@@ -4,7 +4,7 @@
 //! request, and the in-flight queue keeps every response, local or relayed, in request order.
 
 use std::future::{Future, poll_fn};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use super::inflight::{Answer, InFlight, InFlightQueue, Reply};
 use super::lane::{Emit, Lane, LaneError, ProtocolError, Router, Verdict};
 use super::rewrite::{self, Learned};
 use crate::chaos::plan::{Plan, Scope};
+use crate::chaos::scope::ClientScopes;
 use crate::chaos::{RuleSet, respond};
 use crate::shard::Shard;
 use crate::wire::batches::produce_batches;
@@ -69,6 +70,8 @@ pub struct Connection<'a, C, B> {
 struct RequestSide<'a> {
     rules: Cache<&'a ArcSwap<RuleSet>, Arc<RuleSet>>,
     identity: Identity,
+    /// Which client-scoped rules this client is in, decided once per snapshot and client id.
+    clients: ClientScopes,
     node: Option<i32>,
     rng: fastrand::Rng,
     /// The request being gathered whole, and why.
@@ -100,6 +103,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
     pub fn new(
         shard: &'a Rc<Shard>,
         client: C,
+        client_address: Option<IpAddr>,
         broker: B,
         node: Option<i32>,
         drain_key: u64,
@@ -115,6 +119,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
             request_side: RequestSide {
                 rules: Cache::new(&shard.shared.rules),
                 identity: Identity::default(),
+                clients: ClientScopes::new(client_address),
                 node,
                 rng: fastrand::Rng::new(),
                 pending: None,
@@ -299,7 +304,8 @@ impl Router for RequestRouter<'_, '_> {
             true
         };
         let side = &mut *self.side;
-        let candidates = side.rules.load().for_api(request.api_key);
+        let rules = side.rules.load();
+        let candidates = rules.for_api(request.api_key);
         let plan = if candidates.is_empty() {
             None
         } else {
@@ -320,7 +326,8 @@ impl Router for RequestRouter<'_, '_> {
                 } else {
                     None
                 };
-            let scope = Scope { user: side.identity.user(), node: side.node };
+            side.clients.refresh(rules, || frame::request_client_id(head).map(<[u8]>::to_vec));
+            let scope = Scope { user: side.identity.user(), node: side.node, clients: Some(&side.clients) };
             Plan::decide(candidates, scope, topics.as_deref(), &mut side.rng)
         };
         self.shard.metrics.count_request(request.api_key);

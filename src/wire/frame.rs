@@ -79,6 +79,14 @@ impl RequestPrefix {
     }
 }
 
+/// The `client.id` of a request (header v1 and later: a nullable string after the prefix);
+/// `None` when it is null or not all there.
+pub fn request_client_id(body: &[u8]) -> Option<&[u8]> {
+    let length = body.get(REQUEST_PREFIX..REQUEST_PREFIX + 2)?;
+    let length = usize::try_from(i16::from_be_bytes([length[0], length[1]])).ok()?;
+    body.get(REQUEST_PREFIX + 2..REQUEST_PREFIX + 2 + length)
+}
+
 /// The correlation id at the start of a response body.
 pub fn response_correlation_id(body: &[u8]) -> Option<i32> {
     body.first_chunk::<RESPONSE_PREFIX>().map(|b| i32::from_be_bytes(*b))
