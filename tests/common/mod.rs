@@ -299,6 +299,19 @@ impl RawKafka {
         RawKafka { stream, next_correlation_id: 1 }
     }
 
+    /// Connects from a chosen local address (any of 127.0.0.0/8 works on loopback).
+    pub fn connect_from(source: std::net::IpAddr, address: std::net::SocketAddr) -> RawKafka {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::STREAM, None)
+            .expect("a socket");
+        socket
+            .bind(&std::net::SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        socket.connect(&address.into()).unwrap_or_else(|e| panic!("connect {address} from {source}: {e}"));
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        RawKafka { stream, next_correlation_id: 1 }
+    }
+
     /// Sends one request and decodes its response.
     pub fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
@@ -1099,5 +1112,26 @@ impl KafkaCluster {
         stdin.write_all(input.as_bytes()).expect("the tool's stdin");
         drop(stdin);
         child.wait_with_output().expect("the tool's output")
+    }
+}
+
+/// Held while a test needs every node of the shared Kafka cluster up (all brokers listed, leaders
+/// where they prefer to be): no other test of this process stops a node meanwhile.
+pub struct NodesUp {
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl KafkaCluster {
+    /// Waits while another test of this process has a node down, then keeps every node up until
+    /// the returned guard is dropped (or handed to `stop_node_held`).
+    pub fn hold_nodes_up(&self) -> NodesUp {
+        NodesUp { _lock: KAFKA_NODE_DOWN.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) }
+    }
+
+    /// `stop_node` for a test that already holds every node up: it stops node `id` at once,
+    /// without letting another test stop one in between.
+    pub fn stop_node_held(&self, held: NodesUp, id: i32) -> StoppedNode<'_> {
+        self.harness(&["stop-node", "--id", &id.to_string()]).unwrap_or_else(|e| panic!("{e}"));
+        StoppedNode { cluster: self, id, started: false, _lock: held._lock }
     }
 }

@@ -661,12 +661,13 @@ def node_properties(node, voters, nodes, tls=None):
     tls_lines = f"""
 # The TLS-only client listener: PEM stores, no client certificate asked for.
 {prefix}ssl.keystore.type=PEM
-{prefix}ssl.keystore.location={tls['keystore'] if tls else ''}
+{prefix}ssl.keystore.location={tls['keystore']}
 {prefix}ssl.truststore.type=PEM
-{prefix}ssl.truststore.location={tls['ca'] if tls else ''}
+{prefix}ssl.truststore.location={tls['ca']}
 {prefix}ssl.client.auth=none
 """ if tls else ""
-    protocols = "CLIENT:PLAINTEXT," + (f"{TLS_LISTENER}:SSL," if tls else "") + "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    protocols = ",".join(["CLIENT:PLAINTEXT", *([f"{TLS_LISTENER}:SSL"] if tls else []),
+                          "INTERNAL:PLAINTEXT", "CONTROLLER:PLAINTEXT"])
     return f"""# Node {node['id']} of a {nodes}-node test cluster, written by tests/kafka/cluster.py.
 process.roles=broker,controller
 node.id={node['id']}
@@ -814,7 +815,8 @@ def main(argv):
                 up = cluster.running(node)
                 rss = f", RSS {rss_kib(node['pid']) // 1024} MiB" if up else ""
                 tls_port = f" tls_port {node['tls_port']}" if node.get("tls_port") else ""
-                print(f"node {node['id']}: {'up' if up else 'down'} pid {node['pid']} port {node['port']}{tls_port}{rss}")
+                print(f"node {node['id']}: {'up' if up else 'down'} pid {node['pid']} "
+                      f"port {node['port']}{tls_port}{rss}")
                 if up:
                     try:
                         view = metadata(node["port"])
