@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Kaos, Tansu, http};
@@ -105,31 +104,7 @@ fn a_corrupt_rules_file_stops_start_up_naming_the_line() {
         "{\"tenant\":\"t\",\"user\":\"u\",\"feature\":\"slow-broker\",\"apiKeys\":\"PRODUCE\",\"direction\":\"REQUEST\",\"config\":{}}\n{\"tenant\":\"t\",\"user\":\"u\",\"feature\":\"slow-bro",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kaos"))
-        .args(["--bootstrap-servers", "127.0.0.1:1", "--rules-file", path.to_str().unwrap()])
-        .args([
-            "--port-start",
-            &common::free_port().to_string(),
-            "--admin-addr",
-            &format!("127.0.0.1:{}", common::free_port()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("kaos kept running with a corrupt rules file");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let (status, stderr) = common::kaos_refusing_to_start(&["--rules-file", path.to_str().unwrap()]);
     assert!(!status.success());
     assert!(stderr.contains("line 2"), "{stderr}");
 }

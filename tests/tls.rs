@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
     Certs, Kaos, Signer, Stunnel, TANSU_NODE_ID, Tansu, assert_exactly, consume_with, create_topic_with,
@@ -230,30 +228,7 @@ fn a_missing_certificate_file_stops_start_up_naming_its_path() {
         &["--upstream-tls", "--upstream-cert", missing, "--upstream-key", &key],
     ];
     for args in cases {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kaos"))
-            .args(["--bootstrap-servers", "127.0.0.1:1", "--port-start", &free_port().to_string()])
-            .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("kaos {args:?} kept running with a missing file");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut output = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut output).unwrap();
-        child.stderr.take().unwrap().read_to_string(&mut output).unwrap();
+        let (status, output) = common::kaos_refusing_to_start(args);
         assert!(!status.success(), "kaos {args:?}: {status}");
         assert!(output.contains(missing), "kaos {args:?} does not name {missing}:\n{output}");
     }

@@ -277,6 +277,36 @@ impl Kaos {
 }
 
 /// A minimal HTTP/1.0 GET: (status, body).
+/// Runs kaos with `args` (towards an address nothing listens on) where it must refuse to start:
+/// its exit status and everything it printed. Panics if it is still running after 10 s.
+pub fn kaos_refusing_to_start(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaos"))
+        .args(["--bootstrap-servers", "127.0.0.1:1", "--port-start", &free_port().to_string()])
+        .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kaos runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("kaos's status") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kaos {args:?} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut output = String::new();
+    let _ = child.stdout.take().expect("piped").read_to_string(&mut output);
+    let _ = child.stderr.take().expect("piped").read_to_string(&mut output);
+    (status, output)
+}
+
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     http(port, "GET", path, "")
 }
