@@ -611,14 +611,17 @@ impl KafkaCluster {
     /// kafka-producer-perf-test, kafka-consumer-perf-test, kafka-configs, kafka-consumer-groups,
     /// kafka-metadata-quorum; see TOOLS in tests/kafka/cluster.py). Pass `--bootstrap-server`
     /// yourself (`self.bootstrap()`). Stdin is empty.
+    /// The harness's arguments (after `python3`) that run tool `name` with `args`.
+    fn tool_args(&self, name: &str, args: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut all =
+            vec![Self::script().into_os_string(), "tool".into(), "--dir".into(), self.dir.clone().into()];
+        all.extend([name, "--"].iter().chain(args).map(|arg| std::ffi::OsString::from(*arg)));
+        all
+    }
+
     pub fn tool(&self, name: &str, args: &[&str]) -> std::process::Output {
         Command::new("python3")
-            .arg(Self::script())
-            .args(["tool", "--dir"])
-            .arg(&self.dir)
-            .arg(name)
-            .arg("--")
-            .args(args)
+            .args(self.tool_args(name, args))
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", Self::script().display()))
@@ -1127,12 +1130,7 @@ impl KafkaCluster {
         let mut child = Command::new("timeout")
             .args(["-k", "5", &format!("{}", limit.as_secs().max(1))])
             .arg("python3")
-            .arg(Self::script())
-            .args(["tool", "--dir"])
-            .arg(&self.dir)
-            .arg(name)
-            .arg("--")
-            .args(args)
+            .args(self.tool_args(name, args))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

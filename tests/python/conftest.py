@@ -1,6 +1,7 @@
 """Fixtures: a real tansu broker and a real kaos in front of it, on free loopback ports, stopped
 by PID when the test ends."""
 
+import importlib.util
 import json
 import os
 import socket
@@ -11,6 +12,13 @@ import urllib.request
 
 import pytest
 
+# The Kafka cluster harness (stdlib only): its Cluster for the kafka_cluster fixture, and its port check.
+_spec = importlib.util.spec_from_file_location(
+    "kaos_kafka_cluster", os.path.join(os.path.dirname(__file__), "..", "kafka", "cluster.py"))
+kafka_harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kafka_harness)
+port_is_free = kafka_harness.port_is_free
+
 TANSU_NODE_ID = 111
 
 
@@ -18,15 +26,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def port_is_free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def wait_until(what, condition, timeout=20.0):
@@ -108,17 +107,28 @@ def tansu(tansu_broker):
 
 
 class Kaos:
-    def __init__(self, bootstrap):
-        while True:
+    """A kaos in front of the brokers `node_ids` (tansu's one node by default) at `bootstrap`, with
+    `extra` arguments (e.g. `--upstream-tls --upstream-ca CA`); waits until /ready says 200. kaos
+    serves node N on port_start + 1 + N (`broker_ports`)."""
+
+    def __init__(self, bootstrap, node_ids=(TANSU_NODE_ID,), extra=()):
+        for _ in range(100):
             self.port_start = free_port()
-            self.broker_port = self.port_start + 1 + TANSU_NODE_ID
-            if self.broker_port < 65000 and port_is_free(self.broker_port):
+            self.broker_ports = {node: self.port_start + 1 + node for node in node_ids}
+            if max(self.broker_ports.values()) < 65000 and all(map(port_is_free, self.broker_ports.values())):
                 break
+        else:
+            raise RuntimeError("no free port range for kaos's broker ports")
+        self.broker_port = self.broker_ports[min(node_ids)]
         self.admin = f"127.0.0.1:{free_port()}"
         self.process = Process("kaos", [os.environ["KAOS_BIN"], "--bootstrap-servers", bootstrap,
                                         "--port-start", str(self.port_start), "--admin-addr", self.admin,
-                                        "--shards", "2"])
-        wait_until("kaos to be ready", lambda: http_status(f"http://{self.admin}/ready") == 200)
+                                        "--shards", "2", *extra])
+        try:
+            wait_until("kaos to be ready", lambda: http_status(f"http://{self.admin}/ready") == 200)
+        except TimeoutError:
+            self.process.stop()
+            raise TimeoutError(f"kaos not ready; its log:\n{self.process.output()}") from None
 
     @property
     def bootstrap(self):
@@ -126,7 +136,7 @@ class Kaos:
 
     def addresses(self):
         """Every address a client may legitimately dial."""
-        return {("127.0.0.1", self.port_start), ("127.0.0.1", self.broker_port)}
+        return {("127.0.0.1", self.port_start)} | {("127.0.0.1", port) for port in self.broker_ports.values()}
 
     def call(self, method, path, body=None):
         """An admin API call: (status, parsed JSON answer)."""
@@ -191,12 +201,7 @@ def kafka_cluster():
         pytest.fail("KAOS_KAFKA_CLUSTER is not set: this test needs the Apache Kafka cluster that `make test` "
                     "starts. Run `make test`, or `make kafka && python3 tests/kafka/cluster.py start --dir DIR` "
                     "and set KAOS_KAFKA_CLUSTER=DIR/cluster.json", pytrace=False)
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "kaos_kafka_cluster", os.path.join(os.path.dirname(__file__), "..", "kafka", "cluster.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Cluster.load(os.path.dirname(os.path.abspath(path)))
+    return kafka_harness.Cluster.load(os.path.dirname(os.path.abspath(path)))
 
 
 class Certs:
@@ -238,59 +243,19 @@ def tls_certs(tmp_path_factory):
     return Certs(tmp_path_factory.mktemp("certs"))
 
 
-class TlsKaos(Kaos):
-    """A kaos whose every port speaks TLS with `certs.server_cert`: clients trust `certs.ca`."""
-
-    def __init__(self, bootstrap, certs):
-        while True:
-            self.port_start = free_port()
-            self.broker_port = self.port_start + 1 + TANSU_NODE_ID
-            if self.broker_port < 65000 and port_is_free(self.broker_port):
-                break
-        self.admin = f"127.0.0.1:{free_port()}"
-        self.process = Process("kaos", [os.environ["KAOS_BIN"], "--bootstrap-servers", bootstrap,
-                                        "--port-start", str(self.port_start), "--admin-addr", self.admin,
-                                        "--shards", "2",
-                                        "--tls-cert", certs.server_cert, "--tls-key", certs.server_key])
-        wait_until("kaos to be ready", lambda: http_status(f"http://{self.admin}/ready") == 200)
+def tls_kaos_args(certs):
+    """kaos's arguments for TLS towards clients with `certs.server_cert`: clients trust `certs.ca`."""
+    return ["--tls-cert", certs.server_cert, "--tls-key", certs.server_key]
 
 
 @pytest.fixture
 def tls_kaos(tansu, tls_certs):
     """kaos with TLS towards clients in front of a plaintext tansu."""
-    proxy = TlsKaos(tansu, tls_certs)
+    proxy = Kaos(tansu, extra=tls_kaos_args(tls_certs))
     try:
         yield proxy
     finally:
         proxy.process.stop()
-
-
-class ClusterKaos(Kaos):
-    """A kaos in front of a cluster of several brokers (`node_ids`) at `bootstrap`, with `extra`
-    arguments (e.g. `--upstream-tls --upstream-ca CA`); waits until /ready says 200. kaos serves
-    node N on port_start + 1 + N (`broker_ports`)."""
-
-    def __init__(self, bootstrap, node_ids, extra=()):
-        for _ in range(100):
-            self.port_start = free_port()
-            self.broker_ports = {node: self.port_start + 1 + node for node in node_ids}
-            if max(self.broker_ports.values()) < 65000 and all(map(port_is_free, self.broker_ports.values())):
-                break
-        else:
-            raise RuntimeError("no free port range for kaos's broker ports")
-        self.broker_port = self.broker_ports[min(node_ids)]
-        self.admin = f"127.0.0.1:{free_port()}"
-        self.process = Process("kaos", [os.environ["KAOS_BIN"], "--bootstrap-servers", bootstrap,
-                                        "--port-start", str(self.port_start), "--admin-addr", self.admin,
-                                        "--shards", "2", *extra])
-        try:
-            wait_until("kaos to be ready", lambda: http_status(f"http://{self.admin}/ready") == 200)
-        except TimeoutError:
-            self.process.stop()
-            raise TimeoutError(f"kaos not ready; its log:\n{self.process.output()}") from None
-
-    def addresses(self):
-        return {("127.0.0.1", self.port_start)} | {("127.0.0.1", port) for port in self.broker_ports.values()}
 
 
 @pytest.fixture
@@ -300,8 +265,8 @@ def kafka_tls_kaos(kafka_cluster):
     if not kafka_cluster.tls_bootstrap:
         pytest.fail(f"the Kafka cluster in {kafka_cluster.dir} has no TLS listeners (started with --no-tls?)",
                     pytrace=False)
-    proxy = ClusterKaos(kafka_cluster.tls_bootstrap, kafka_cluster.node_ids,
-                        ["--upstream-tls", "--upstream-ca", kafka_cluster.tls_ca])
+    proxy = Kaos(kafka_cluster.tls_bootstrap, kafka_cluster.node_ids,
+                 ["--upstream-tls", "--upstream-ca", kafka_cluster.tls_ca])
     try:
         yield proxy
     finally:
