@@ -1,138 +1,92 @@
-//! Port-per-broker routing for a cluster of several brokers, one joining later. tansu is a single
-//! node (id 111), so this test stands up minimal Kafka endpoints that answer ApiVersions and
-//! Metadata only, each naming itself in `cluster_id`, to see which broker a kaos port reaches.
+//! Port-per-broker routing in front of the real 3-node Apache Kafka cluster `make test` starts:
+//! every broker gets its own kaos port, that port leads to that broker and no other, and a broker
+//! kaos has never seen gets its port the moment it first appears in a response.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use common::{Kaos, RawKafka};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use common::{KafkaCluster, Kaos, RawKafka};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::Decodable;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
 
-type Cluster = Arc<Mutex<Vec<(i32, u16)>>>;
-
-/// A Kafka endpoint that answers ApiVersions and Metadata (listing `cluster`) and nothing else.
-fn fake_broker(id: i32, cluster: Cluster) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let cluster = cluster.clone();
-            thread::spawn(move || serve(id, stream, &cluster));
-        }
-    });
-    port
+/// Metadata for `topic` through `address`: the brokers as (id, host, port), and each partition's
+/// leader.
+fn metadata(address: &str, topic: &str) -> (Vec<(i32, String, i32)>, Vec<(i32, i32)>) {
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_owned())))),
+    ]));
+    let response: MetadataResponse = RawKafka::connect(address).call(ApiKey::Metadata, 12, &request);
+    let mut brokers: Vec<_> =
+        response.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
+    brokers.sort();
+    let leaders =
+        response.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)));
+    (brokers, leaders.collect())
 }
 
-fn serve(id: i32, mut stream: TcpStream, cluster: &Cluster) {
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    loop {
-        let mut length = [0u8; 4];
-        if stream.read_exact(&mut length).is_err() {
-            return;
-        }
-        let mut body = vec![0u8; i32::from_be_bytes(length) as usize];
-        if stream.read_exact(&mut body).is_err() {
-            return;
-        }
-        let mut body = Bytes::from(body);
-        let (api, version) = (i16::from_be_bytes([body[0], body[1]]), i16::from_be_bytes([body[2], body[3]]));
-        let Ok(api) = ApiKey::try_from(api) else { return };
-        let header = RequestHeader::decode(&mut body, api.request_header_version(version)).unwrap();
-        let mut out = BytesMut::new();
-        out.put_i32(0);
-        match api {
-            ApiKey::ApiVersions => {
-                let entry =
-                    |key: ApiKey, max| ApiVersion::default().with_api_key(key as i16).with_max_version(max);
-                let response = ApiVersionsResponse::default()
-                    .with_api_keys(vec![entry(ApiKey::ApiVersions, 3), entry(ApiKey::Metadata, 12)]);
-                ResponseHeader::default()
-                    .with_correlation_id(header.correlation_id)
-                    .encode(&mut out, 0)
-                    .unwrap();
-                response.encode(&mut out, version.min(3)).unwrap();
-            }
-            ApiKey::Metadata => {
-                let _ = MetadataRequest::decode(&mut body, version);
-                let brokers = cluster
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|&(node, port)| {
-                        MetadataResponseBroker::default()
-                            .with_node_id(BrokerId(node))
-                            .with_host(StrBytes::from_static_str("127.0.0.1"))
-                            .with_port(i32::from(port))
-                    })
-                    .collect();
-                let response = MetadataResponse::default()
-                    .with_brokers(brokers)
-                    .with_cluster_id(Some(StrBytes::from_string(format!("fake-{id}"))))
-                    .with_controller_id(BrokerId(1));
-                let header_version = api.response_header_version(version);
-                ResponseHeader::default()
-                    .with_correlation_id(header.correlation_id)
-                    .encode(&mut out, header_version)
-                    .unwrap();
-                response.encode(&mut out, version).unwrap();
-            }
-            _ => return,
-        }
-        let length = (out.len() - 4) as i32;
-        out[..4].copy_from_slice(&length.to_be_bytes());
-        if stream.write_all(&out).is_err() {
-            return;
+/// Produces one record to `partition` of `topic` through `address`: the partition's error code
+/// (0, or 6 NOT_LEADER_OR_FOLLOWER from a broker that does not lead it).
+fn produce_one(address: &str, topic: &str, partition: i32) -> i16 {
+    let mut client = RawKafka::connect(address);
+    let frame = kaos_testkit::Produce::new(9)
+        .correlation_id(1)
+        .client_id("routing")
+        .acks(1)
+        .timeout_ms(5000)
+        .topic(
+            kaos_testkit::Topic::new(topic, [0; 16])
+                .partition(partition, kaos_testkit::batch(Compression::None, &[b"routed"], -1, -1)),
+        )
+        .frame();
+    client.send_frame(&frame);
+    let mut body = client.read_frame().expect("a Produce response");
+    kafka_protocol::messages::ResponseHeader::decode(&mut body, 1).unwrap();
+    let response = kafka_protocol::messages::ProduceResponse::decode(&mut body, 9).unwrap();
+    response.responses[0].partition_responses[0].error_code
+}
+
+/// Each kaos broker port reaches its own broker: Produce to a partition through the port of its
+/// leader is written, through any other broker's port it is refused as not the leader.
+fn assert_ports_lead_to_their_brokers(kaos: &Kaos, topic: &str, nodes: &[i32]) {
+    let (_, leaders) = metadata(&kaos.bootstrap(), topic);
+    for &(partition, leader) in &leaders {
+        for &node in nodes {
+            let through = format!("127.0.0.1:{}", kaos.broker_port(node));
+            let expected = if node == leader { 0 } else { 6 };
+            assert_eq!(
+                produce_one(&through, topic, partition),
+                expected,
+                "partition {partition} (leader {leader}) through broker {node}'s port"
+            );
         }
     }
-}
-
-fn metadata(address: &str) -> MetadataResponse {
-    RawKafka::connect(address).call(ApiKey::Metadata, 12, &MetadataRequest::default())
 }
 
 #[test]
 fn every_broker_gets_its_own_port_including_one_that_joins_later() {
-    let cluster: Cluster = Arc::default();
-    let first = fake_broker(1, cluster.clone());
-    let second = fake_broker(2, cluster.clone());
-    cluster.lock().unwrap().extend([(1, first), (2, second)]);
-    let kaos = Kaos::start(&format!("127.0.0.1:{first}"), &[]);
-
-    let seen = metadata(&kaos.bootstrap());
-    let ports: Vec<_> = seen.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
+    let cluster = KafkaCluster::shared();
+    let topic = cluster.unique_topic("routing");
+    cluster.create_topic(&topic, 3, 3);
+    let stopped = cluster.stop_node(3);
+    let kaos = Kaos::start(&cluster.address(1), &[]);
     let kaos_port = |node: i32| i32::from(kaos.broker_port(node));
-    assert_eq!(ports, vec![(1, "127.0.0.1".into(), kaos_port(1)), (2, "127.0.0.1".into(), kaos_port(2))]);
-    for node in [1, 2] {
-        let answered_by = metadata(&format!("127.0.0.1:{}", kaos.broker_port(node))).cluster_id.unwrap();
-        assert_eq!(
-            answered_by.as_str(),
-            format!("fake-{node}"),
-            "kaos port of broker {node} leads to broker {node}"
-        );
-    }
+    let listed =
+        |nodes: &[i32]| nodes.iter().map(|&n| (n, "127.0.0.1".to_owned(), kaos_port(n))).collect::<Vec<_>>();
 
-    // A third broker joins: the next Metadata names it, and its kaos port is open before the
-    // client even reads that response.
-    let third = fake_broker(3, cluster.clone());
-    cluster.lock().unwrap().push((3, third));
-    let seen = metadata(&kaos.bootstrap());
-    assert!(seen.brokers.iter().any(|b| b.node_id.0 == 3 && b.port == kaos_port(3)), "{:?}", seen.brokers);
-    let answered_by = metadata(&format!("127.0.0.1:{}", kaos.broker_port(3))).cluster_id.unwrap();
-    assert_eq!(answered_by.as_str(), "fake-3");
-    common::wait_until("kaos to log the new broker", Duration::from_secs(10), || {
-        kaos.log()
-            .lines()
-            .any(|line| line.contains("broker 3 is served on") && line.contains("address=127.0.0.1:"))
+    let (brokers, _) = metadata(&kaos.bootstrap(), &topic);
+    assert_eq!(brokers, listed(&[1, 2]), "the running brokers, at kaos ports only");
+    assert_ports_lead_to_their_brokers(&kaos, &topic, &[1, 2]);
+
+    // Broker 3 joins a cluster kaos has only seen without it: the next Metadata names it, and its
+    // kaos port is open before the client even reads that response.
+    stopped.start();
+    common::wait_until("Metadata through kaos to list broker 3", Duration::from_secs(30), || {
+        metadata(&kaos.bootstrap(), &topic).0 == listed(&[1, 2, 3])
     });
+    assert_ports_lead_to_their_brokers(&kaos, &topic, &[1, 2, 3]);
+    assert!(kaos.log().lines().any(|line| line.contains("broker 3 is served on")), "{}", kaos.log());
 }

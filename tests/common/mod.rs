@@ -606,11 +606,6 @@ impl KafkaCluster {
         self.harness(&["start-node", "--id", &id.to_string()]).unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// Runs a Kafka tool with the cluster's jars: a main class, or a bin/*.sh name
-    /// (kafka-topics, kafka-leader-election, kafka-console-producer, kafka-console-consumer,
-    /// kafka-producer-perf-test, kafka-consumer-perf-test, kafka-configs, kafka-consumer-groups,
-    /// kafka-metadata-quorum; see TOOLS in tests/kafka/cluster.py). Pass `--bootstrap-server`
-    /// yourself (`self.bootstrap()`). Stdin is empty.
     /// The harness's arguments (after `python3`) that run tool `name` with `args`.
     fn tool_args(&self, name: &str, args: &[&str]) -> Vec<std::ffi::OsString> {
         let mut all =
@@ -619,6 +614,11 @@ impl KafkaCluster {
         all
     }
 
+    /// Runs a Kafka tool with the cluster's jars: a main class, or a bin/*.sh name
+    /// (kafka-topics, kafka-leader-election, kafka-console-producer, kafka-console-consumer,
+    /// kafka-producer-perf-test, kafka-consumer-perf-test, kafka-configs, kafka-consumer-groups,
+    /// kafka-metadata-quorum; see TOOLS in tests/kafka/cluster.py). Pass `--bootstrap-server`
+    /// yourself (`self.bootstrap()`). Stdin is empty.
     pub fn tool(&self, name: &str, args: &[&str]) -> std::process::Output {
         Command::new("python3")
             .args(self.tool_args(name, args))
