@@ -13,9 +13,11 @@ use kafka_protocol::protocol::Decodable;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
-/// Metadata for `topic` through `address`: the brokers as (id, host, port), and each partition's
-/// leader.
-fn metadata(address: &str, topic: &str) -> (Vec<(i32, String, i32)>, Vec<(i32, i32)>) {
+/// A broker as Metadata lists it: (node id, host, port).
+type Listed = (i32, String, i32);
+
+/// Metadata for `topic` through `address`: the brokers, and each (partition, leader).
+fn metadata(address: &str, topic: &str) -> (Vec<Listed>, Vec<(i32, i32)>) {
     let request = MetadataRequest::default().with_topics(Some(vec![
         MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_owned())))),
     ]));
