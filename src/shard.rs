@@ -55,8 +55,6 @@ pub struct Shard {
     brokers: RefCell<BTreeMap<i32, String>>,
     /// Node ids this shard has a listener for.
     listening: RefCell<BTreeMap<i32, u16>>,
-    /// Topic names by topic id, from Metadata responses, for requests that name topics by id.
-    topic_names: RefCell<HashMap<[u8; 16], String>>,
     topology_generation: Cell<u64>,
     next_bootstrap: Cell<usize>,
     /// Failures that come in floods (out of file descriptors, a broker down), logged once a burst.
@@ -99,7 +97,6 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
         connections: Gate::new(),
         brokers: RefCell::default(),
         listening: RefCell::default(),
-        topic_names: RefCell::default(),
         topology_generation: Cell::new(u64::MAX),
         next_bootstrap: Cell::new(0),
         accept_failures: RefCell::new(Burst::new(BURST_WINDOW)),
@@ -120,7 +117,7 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
 /// The shard's topic names are those its connections' Metadata responses showed.
 impl TopicNames for Shard {
     fn name_by_id(&self, id: &[u8; 16]) -> Option<String> {
-        self.topic_names.borrow().get(id).cloned()
+        self.shared.topic_names.load().get(id).cloned()
     }
 }
 
@@ -156,11 +153,15 @@ impl Shard {
     /// Takes in what a rewritten response revealed about the cluster.
     pub fn learn(self: &Rc<Shard>, learned: &Learned) {
         self.learn_brokers(&learned.brokers);
-        if !learned.topics.is_empty() {
-            let mut names = self.topic_names.borrow_mut();
-            for (id, name) in &learned.topics {
-                names.insert(*id, name.clone());
-            }
+        // Shared by every shard: a client's Metadata and its Produce requests often travel on
+        // connections that different shards accepted. Metadata is rare; copying the map is fine.
+        let known = self.shared.topic_names.load();
+        if learned.topics.iter().any(|(id, name)| known.get(id) != Some(name)) {
+            self.shared.topic_names.rcu(|names| {
+                let mut names = HashMap::clone(names);
+                names.extend(learned.topics.iter().cloned());
+                names
+            });
         }
     }
 

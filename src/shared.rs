@@ -1,6 +1,7 @@
 //! State shared by the shards, the control thread and the cluster watcher. Everything here is
 //! read without locks on the data path: arc-swap snapshots, atomics, and per-shard counters.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +18,9 @@ use crate::tls::Tls;
 pub struct Shared {
     pub rules: ArcSwap<RuleSet>,
     pub topology: ArcSwap<Topology>,
+    /// Topic names by topic id, learned from Metadata responses on any shard, for requests
+    /// that name topics by id (Produce v13+, Fetch v13+).
+    pub topic_names: ArcSwap<HashMap<[u8; 16], String>>,
     pub upstream_ready: AtomicBool,
     pub shutting_down: AtomicBool,
     pub shard_metrics: Vec<Arc<ShardMetrics>>,
@@ -31,6 +35,7 @@ impl Shared {
         Shared {
             rules: ArcSwap::from_pointee(RuleSet::default()),
             topology: ArcSwap::from_pointee(Topology::default()),
+            topic_names: ArcSwap::from_pointee(HashMap::new()),
             upstream_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             shard_metrics: (0..shards).map(|_| Arc::new(ShardMetrics::default())).collect(),

@@ -241,6 +241,53 @@ fn rules_scoped_by_client_id_or_address_hit_only_those_clients() {
     assert_eq!(produce_from("127.0.0.1"), 0, "another address writes");
 }
 
+/// Kafka 4's Java clients name topics by id in Produce (v13). kaos learns ids from the Metadata
+/// responses it relays, on whichever shard the client's bootstrap connection landed, while its
+/// Produce requests land on any shard: a topic rule must know the topic everywhere.
+#[test]
+fn topic_rules_know_topics_named_by_id_on_every_shard() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{
+        ApiKey, MetadataRequest, MetadataResponse, ProduceResponse, ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, StrBytes};
+    let (_tansu, kaos) = start();
+    create_topic(&kaos.bootstrap(), "by-id", 1);
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("by-id")))),
+    ]));
+    let metadata: MetadataResponse =
+        common::RawKafka::connect(&kaos.bootstrap()).call(ApiKey::Metadata, 12, &request);
+    let id = *metadata.topics[0].topic_id.as_bytes();
+    assert_ne!(id, [0; 16], "tansu names the topic's id");
+    kaos.add_rule(
+        "broken-broker",
+        r#"{"config":{"topics":["by-id"],"errors":["NOT_ENOUGH_REPLICAS"]},"direction":"REQUEST","apiKeys":"PRODUCE"}"#,
+    );
+    // Fresh connections spread over both shards (the kernel picks by source port).
+    for attempt in 0..8 {
+        let mut client = common::RawKafka::connect(&format!("127.0.0.1:{}", kaos.broker_port(111)));
+        let frame = kaos_testkit::Produce::new(13)
+            .correlation_id(1)
+            .client_id("java-like")
+            .acks(-1)
+            .timeout_ms(5000)
+            .topic(kaos_testkit::Topic::new("by-id", id).partition(
+                0,
+                kaos_testkit::batch(kafka_protocol::records::Compression::None, &[b"x"], -1, -1),
+            ))
+            .frame();
+        client.send_frame(&frame);
+        let mut body = client.read_frame().expect("a response");
+        ResponseHeader::decode(&mut body, 1).unwrap();
+        let response = ProduceResponse::decode(&mut body, 13).unwrap();
+        assert_eq!(
+            response.responses[0].partition_responses[0].error_code, 19,
+            "connection {attempt}: the rule knows the topic"
+        );
+    }
+}
+
 #[test]
 fn duplicate_resource_doubles_a_plain_producer_but_not_an_idempotent_one() {
     let (_tansu, kaos) = start();

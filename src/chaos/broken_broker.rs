@@ -68,7 +68,8 @@ impl Fault for BrokenBroker {
 
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
         let max = self.max_latency_to_add_in_milliseconds;
-        Some(outage::answer(&self.errors, self.min_latency_to_add_in_milliseconds, max, context.rng))
+        let min = self.min_latency_to_add_in_milliseconds;
+        Some(outage::answer(&self.errors, min, max, context.window, context.rng))
     }
 }
 
@@ -91,7 +92,7 @@ mod tests {
         let topics = Default::default();
         for _ in 0..20 {
             let mut context =
-                FaultContext { rng: &mut rng, topics: &topics, produce: None, topic_names: &|_: &[u8; 16]| None };
+                FaultContext::new(&mut rng, &topics, &|_: &[u8; 16]| None);
             let Some(Effect::Fail { error, after }) = fault.apply(&mut context) else { panic!("a failure") };
             assert!(error == 19 || error == 7, "{error}");
             assert_eq!(after.as_millis(), 3);

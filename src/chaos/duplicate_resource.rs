@@ -45,7 +45,7 @@ mod tests {
         let fault: DuplicateResource = parse(Default::default()).unwrap();
         let (mut rng, topics) = (fastrand::Rng::with_seed(1), TopicFilter::default());
         let names = |_: &[u8; 16]| None;
-        let mut context = FaultContext { rng: &mut rng, topics: &topics, produce: None, topic_names: &names };
+        let mut context = FaultContext::new(&mut rng, &topics, &names);
         assert_eq!(fault.apply(&mut context), Some(Effect::Duplicate));
         assert!(!fault.needs_request(), "a duplicate is the request as it came");
         let unknown = json!({"copies": 2});

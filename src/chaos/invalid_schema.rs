@@ -84,7 +84,7 @@ mod tests {
         let (mut rng, topics, names) =
             (fastrand::Rng::with_seed(1), TopicFilter::default(), |_: &[u8; 16]| None);
         let mut context =
-            FaultContext { rng: &mut rng, topics: &topics, produce: Some(&mut request), topic_names: &names };
+            FaultContext { produce: Some(&mut request), ..FaultContext::new(&mut rng, &topics, &names) };
         assert_eq!(fault.apply(&mut context), Some(Effect::Rewrote(1)));
         let mut records = request.topic_data[0].partition_data[0].records.clone().unwrap();
         let set = RecordBatchDecoder::decode(&mut records).expect("valid CRC");

@@ -3,6 +3,12 @@
 //! broker while it lasts, is answered with the errors a client sees while a partition changes
 //! leader; the client refreshes its metadata and retries until the window closes. A request that
 //! touches several partitions starts an election for each. See `outage` for how windows open.
+//!
+//! A partition changing leader answers Produce and Fetch with NOT_LEADER_OR_FOLLOWER or
+//! LEADER_NOT_AVAILABLE; so of `errors`, those are the ones used when the list has any. The
+//! seed's list also names BROKER_NOT_AVAILABLE, which no partition answers mid-election and which
+//! the Java producer takes as fatal: the seed's demo shows producers retrying until the election
+//! is over, and so does kaos's. A list without leadership errors is used as it is.
 
 use kafka_protocol::messages::ApiKey;
 use schemars::JsonSchema;
@@ -34,7 +40,14 @@ pub struct LeaderElection {
     #[serde(skip)]
     #[schemars(skip)]
     windows: Windows,
+    /// The errors answers carry: the leadership errors of `errors`, or all of them.
+    #[serde(skip)]
+    #[schemars(skip)]
+    answers: Vec<KafkaError>,
 }
+
+/// What a partition answers while its leader moves: NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE.
+const LEADERSHIP_ERRORS: [i16; 2] = [6, 5];
 
 impl Configurable for LeaderElection {
     fn defaults() -> Value {
@@ -51,6 +64,8 @@ impl Configurable for LeaderElection {
             DEFAULT_ELECTION_MS,
         );
         self.windows = Windows::new(WindowScope::Partition, length);
+        let leadership: Vec<_> = self.errors.iter().copied().filter(|e| LEADERSHIP_ERRORS.contains(&e.0)).collect();
+        self.answers = if leadership.is_empty() { self.errors.clone() } else { leadership };
         Ok(())
     }
 }
@@ -74,7 +89,8 @@ impl Fault for LeaderElection {
 
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
         let max = self.max_latency_to_add_in_milliseconds;
-        Some(outage::answer(&self.errors, self.min_latency_to_add_in_milliseconds, max, context.rng))
+        let min = self.min_latency_to_add_in_milliseconds;
+        Some(outage::answer(&self.answers, min, max, context.window, context.rng))
     }
 }
 
@@ -92,17 +108,24 @@ mod tests {
         let seen: std::collections::BTreeSet<i16> = (0..200)
             .map(|_| {
                 let mut context =
-                    FaultContext { rng: &mut rng, topics: &topics, produce: None, topic_names: &|_: &[u8; 16]| None };
+                    FaultContext::new(&mut rng, &topics, &|_: &[u8; 16]| None);
                 match fault.apply(&mut context) {
                     Some(Effect::Fail { error, .. }) => error,
                     other => panic!("{other:?}"),
                 }
             })
             .collect();
-        assert_eq!(
-            seen,
-            [5, 6, 8].into_iter().collect(),
-            "LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, BROKER_NOT_AVAILABLE"
-        );
+        assert_eq!(seen, [5, 6].into_iter().collect(), "LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER");
+        let reported = serde_json::to_value(&fault).unwrap()["errors"].clone();
+        assert_eq!(reported, serde_json::json!(["LEADER_NOT_AVAILABLE", "NOT_LEADER_OR_FOLLOWER", "BROKER_NOT_AVAILABLE"]));
+    }
+
+    #[test]
+    fn a_list_without_leadership_errors_is_used_as_it_is() {
+        let config = serde_json::json!({"errors": ["BROKER_NOT_AVAILABLE"]});
+        let fault: LeaderElection = parse(config.as_object().unwrap().clone()).unwrap();
+        let (mut rng, topics) = (fastrand::Rng::with_seed(1), Default::default());
+        let mut context = FaultContext::new(&mut rng, &topics, &|_: &[u8; 16]| None);
+        assert!(matches!(fault.apply(&mut context), Some(Effect::Fail { error: 8, .. })));
     }
 }

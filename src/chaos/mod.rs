@@ -73,6 +73,16 @@ pub struct FaultContext<'a> {
     pub produce: Option<&'a mut ProduceRequest>,
     /// Topic names, for request versions that name topics by id.
     pub topic_names: &'a dyn TopicNames,
+    /// For an outage, the window the request falls in (the same on every shard): one election or
+    /// breakdown has one cause, so every request in it gets the same error.
+    pub window: Option<u64>,
+}
+
+impl<'a> FaultContext<'a> {
+    /// A context with no decoded request and no window.
+    pub fn new(rng: &'a mut fastrand::Rng, topics: &'a TopicFilter, topic_names: &'a dyn TopicNames) -> Self {
+        FaultContext { rng, topics, produce: None, topic_names, window: None }
+    }
 }
 
 /// A configured fault acting on requests. Defaults: it needs no decoded request.

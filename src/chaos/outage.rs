@@ -109,9 +109,16 @@ impl Windows {
     }
 
     pub fn is_open(&self, key: u64, now: Instant) -> bool {
-        let Some((slot, tag)) = self.slot(key) else { return false };
+        self.window_of(key, now).is_some()
+    }
+
+    /// The window open for `key` at `now`, by its closing tick: the same number on every shard,
+    /// so it can stand for the window (to give all its requests one error).
+    pub fn window_of(&self, key: u64, now: Instant) -> Option<u64> {
+        let (slot, tag) = self.slot(key)?;
         let value = slot.load(Ordering::Acquire);
-        value & !END_MASK == tag && value & END_MASK > self.tick(now)
+        let end = value & END_MASK;
+        (value & !END_MASK == tag && end > self.tick(now)).then_some(end)
     }
 
     /// Opens a window for each of `keys` that has none, for a random length, closed early at
@@ -173,15 +180,26 @@ pub fn check(
     settle_latency(min_latency, max_latency)
 }
 
-/// A local answer in a request's place: one of `errors`, picked at random, after a latency.
+/// A local answer in a request's place, after a random latency: one of `errors`, the same for
+/// every request of one `window` (picked from the window's number), at random without one.
 pub fn answer(
     errors: &[KafkaError],
     min_latency: u64,
     max_latency: Option<u64>,
+    window: Option<u64>,
     rng: &mut fastrand::Rng,
 ) -> Effect {
-    let error = errors[rng.usize(..errors.len())].0;
-    Effect::Fail { error, after: pick_latency(min_latency, max_latency, rng) }
+    let index = match window {
+        // SplitMix64's finalizer: neighbouring windows get unrelated errors.
+        Some(window) => {
+            let mut mixed = window.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((mixed ^ (mixed >> 31)) % errors.len() as u64) as usize
+        }
+        None => rng.usize(..errors.len()),
+    };
+    Effect::Fail { error: errors[index].0, after: pick_latency(min_latency, max_latency, rng) }
 }
 
 #[cfg(test)]

@@ -135,21 +135,24 @@ impl Plan {
             if !topics.is_empty() && !partitions.iter().any(|(topic, _)| topics.matches(topic)) {
                 continue;
             }
+            let mut window = None;
             if let Some(windows) = rule.fault.windows() {
                 let keys = window_keys(windows, self.node, &partitions, topics);
                 let now = Instant::now();
-                if !keys.iter().any(|&key| windows.is_open(key, now)) {
+                window = keys.iter().find_map(|&key| windows.window_of(key, now));
+                if window.is_none() {
                     if !(*rolled || rule.fires(rng)) {
                         continue;
                     }
                     windows.open(&keys, now, rule.active_until(now), rng);
+                    window = keys.iter().find_map(|&key| windows.window_of(key, now));
                 }
             }
             let produce = match &mut decoded {
                 Some(Decoded::Produce(_, produce)) => Some(produce),
                 _ => None,
             };
-            let mut context = FaultContext { rng, topics: &rule.common.topics, produce, topic_names };
+            let mut context = FaultContext { rng, topics: &rule.common.topics, produce, topic_names, window };
             let Some(effect) = rule.fault.apply(&mut context) else { continue };
             match &effect {
                 Effect::Delay(delay) => match rule.key.direction {
@@ -448,5 +451,34 @@ mod tests {
         open_window(&broken, 1, None);
         assert!((0..4).all(|partition| fails(&broken, 1, partition)));
         assert!(!fails(&broken, 2, 0), "other brokers work");
+    }
+
+    #[test]
+    fn every_request_of_one_election_gets_the_same_error() {
+        let election = rules("leader-election", r#"{"rateInPercent":0,"electionMs":60000}"#);
+        let errors_seen = |partition: i32| {
+            let body = Produce::new(9)
+                .topic(
+                    Topic::new("orders", TOPIC_ID)
+                        .partition(partition, batch(Compression::None, &[b"x"], -1, -1)),
+                )
+                .body();
+            let prefix = RequestPrefix::parse(&body).unwrap();
+            let mut rng = fastrand::Rng::new();
+            let scope = Scope { node: Some(1), ..Scope::default() };
+            (0..30)
+                .map(|_| {
+                    let plan = Plan::decide(election.for_api(0), scope, None, &mut rng).unwrap();
+                    match plan.carry_out(prefix, &body, &names, &mut rng).unwrap().applied[..] {
+                        [(_, Effect::Fail { error, .. })] => error,
+                        ref other => panic!("{other:?}"),
+                    }
+                })
+                .collect::<std::collections::BTreeSet<i16>>()
+        };
+        for partition in 0..4 {
+            open_window(&election, 1, Some(partition));
+            assert_eq!(errors_seen(partition).len(), 1, "partition {partition}: one election, one error");
+        }
     }
 }

@@ -91,7 +91,7 @@ mod tests {
         let topics = TopicFilter::new(vec!["orders".into()], &[]).unwrap();
         let (mut rng, names) = (fastrand::Rng::with_seed(4), |_: &[u8; 16]| None);
         let mut context =
-            FaultContext { rng: &mut rng, topics: &topics, produce: Some(&mut request), topic_names: &names };
+            FaultContext { produce: Some(&mut request), ..FaultContext::new(&mut rng, &topics, &names) };
         assert_eq!(fault.apply(&mut context), Some(Effect::Rewrote(2)));
         let lengths = |topic: usize| {
             let mut records = request.topic_data[topic].partition_data[0].records.clone().unwrap();

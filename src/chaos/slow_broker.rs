@@ -62,7 +62,7 @@ mod tests {
         let names = |_: &[u8; 16]| None;
         for _ in 0..100 {
             let mut context =
-                FaultContext { rng: &mut rng, topics: &topics, produce: None, topic_names: &names };
+                FaultContext::new(&mut rng, &topics, &names);
             let Some(Effect::Delay(delay)) = fault.apply(&mut context) else { panic!("a delay") };
             assert!((5..=9).contains(&delay.as_millis()), "{delay:?}");
         }

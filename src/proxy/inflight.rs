@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use kafka_protocol::error::ResponseError;
+
 use super::lane::ProtocolError;
 use crate::wire::batches::{PartitionBatch, PartitionKey, Sequence};
 
@@ -190,7 +192,14 @@ impl InFlightQueue {
     /// the client has it.
     pub fn push_failed_produce(&mut self, mut entry: InFlight, batches: Vec<PartitionBatch>, error: i16) {
         let mut failed = Vec::with_capacity(batches.len());
+        let retriable = ResponseError::try_from_code(error).is_some_and(|e| e.is_retriable());
         for PartitionBatch { partition, sequence } in batches {
+            // After an error it does not retry, an idempotent client gives the batch up and goes
+            // on past it: the broker then sees the gap a real broker's refusal leaves, and
+            // holding the partition would only fail the batches behind it too.
+            if sequence.is_some() && !retriable {
+                continue;
+            }
             let held = self.held.entry(partition.clone()).or_insert(Held {
                 error,
                 failed_from: sequence,
@@ -347,6 +356,19 @@ mod tests {
         let later = now + HELD_WITHOUT_RETRY + Duration::from_secs(1);
         assert_eq!(queue.gap_error(&[batch(1, Some((0, 11)))], later), None);
         assert!(!queue.holds_partitions(), "a client that gave up is not held forever");
+    }
+
+    #[test]
+    fn an_error_the_client_does_not_retry_holds_no_idempotent_partition() {
+        let mut queue = InFlightQueue::new(8);
+        let entry = InFlight { reply: local(b"failed"), ..request(1) };
+        queue.push_failed_produce(entry, vec![batch(0, Some((0, 10))), batch(1, None)], 21); // INVALID_REQUIRED_ACKS
+        assert_eq!(queue.gap_error(&[batch(0, Some((0, 15)))], Instant::now()), None, "the client moves on");
+        assert_eq!(
+            queue.gap_error(&[batch(1, None)], Instant::now()),
+            Some(21),
+            "a plain batch waits for its answer"
+        );
     }
 
     /// An idempotent client pipelining up to five Produce requests over two partitions, kaos
