@@ -143,15 +143,20 @@ run: $(TANSU) build
 	echo "tansu on 127.0.0.1:$(KAFKA_PORT) (pid $$tansu, log $(KAOS_CACHE)/tansu-run.log)"; \
 	$(KAOS) --bootstrap-servers 127.0.0.1:$(KAFKA_PORT) --port-start $(PORT_START) --admin-addr $(ADMIN_ADDR) || true
 
-# The seed's chaos walkthrough, step by step, against a local tansu and kaos.
-demo: deps build
-	KAOS_CACHE=$(KAOS_CACHE) KAFKA_PORT=$(KAFKA_PORT) PORT_START=$(PORT_START) ADMIN=$(ADMIN_ADDR) demo/walkthrough.sh
+# The seed's chaos walkthrough, step by step (demo/walkthrough.sh): the 3-node Apache Kafka
+# cluster, kaos in front of it and the Kafka console tools; where `java` is missing, a local tansu
+# and a Python client instead (DEMO_BROKER=tansu forces it). Either way it stops what it started.
+DEMO_DEPS := $(if $(filter tansu,$(DEMO_BROKER)),$(TANSU),$(if $(shell command -v java),$(KAFKA_STAMP),$(TANSU)))
+demo: $(DEMO_DEPS) $(VENV_STAMP) build
+	KAOS_CACHE=$(KAOS_CACHE) KAFKA_LIBS=$(KAFKA_LIBS) KAFKA_PORT=$(KAFKA_PORT) PORT_START=$(PORT_START) \
+		ADMIN=$(ADMIN_ADDR) demo/walkthrough.sh
 
-# Every suite of benches/bench.py (under 15 minutes); the tables also land in target/bench.md.
+# Every suite of benches/bench.py (under 15 minutes); the tables also land in target/bench.md. The
+# kafka suite starts its own 3-node Apache Kafka cluster (tests/kafka/cluster.py) from $(KAFKA_LIBS).
 bench: deps build
 	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy)
 	python3 benches/bench.py --kaos $(KAOS) --loadtest $(LOADTEST) --tansu $(TANSU) \
-		--perf $(RDKAFKA_PERFORMANCE) --output target/bench.md
+		--perf $(RDKAFKA_PERFORMANCE) --kafka-libs $(KAFKA_LIBS) --output target/bench.md
 
 # Pass-through speed of the working tree against another commit, paired in one run: the proof
 # that a change costs nothing. BASELINE is any git revision (default: the last commit).

@@ -12,18 +12,25 @@ Suites (all by default; choose with --suites):
   chaos        random-bytes and invalid-schema at 100% of produce traffic vs pass-through.
   tls          TLS on both sides: kaos TLS-to-TLS against a direct TLS connection (stunnel in
                front of tansu), produce and consume, 100 B and 1 KB records.
+  kafka        kaos in front of a 3-node Apache Kafka cluster (tests/kafka/cluster.py) against a
+               direct connection, with Kafka's own Java tools: kafka-producer-perf-test (acks=all)
+               and kafka-consumer-perf-test, 100-byte records, a 3-partition topic (replication 3)
+               per run. Skipped without `java`.
   baseline     (with --baseline-kaos) this kaos against another build of kaos, pass-through:
                throughput (100 B and 1 KB, 1 partition) and round-trip latency, so a change can
                show it costs nothing (`make bench-baseline BASELINE=<commit>`).
 
-Each run gets a fresh tansu (its memory engine keeps every record) and fresh topics. The machines
-are shared and noisy: only ratios from one invocation mean anything.
+Each run gets a fresh tansu (its memory engine keeps every record) and fresh topics; the kafka
+suite starts its cluster once and gives each run a fresh topic. The machines are shared and noisy:
+only ratios from one invocation mean anything.
 """
 
 import argparse
+import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -89,9 +96,11 @@ class Tansu:
 
 class Kaos:
     def __init__(self, binary, broker_port, extra=()):
+        """`broker_port`: a local broker's port, or bootstrap servers as HOST:PORT,..."""
         self.port, self.admin = free_port(), f"127.0.0.1:{free_port()}"
+        servers = broker_port if isinstance(broker_port, str) else f"127.0.0.1:{broker_port}"
         self.process = subprocess.Popen(
-            [binary, "--bootstrap-servers", f"127.0.0.1:{broker_port}", "--port-start", str(self.port),
+            [binary, "--bootstrap-servers", servers, "--port-start", str(self.port),
              "--admin-addr", self.admin, "--log-level", "warn", *extra], stderr=subprocess.DEVNULL)
         self.pid = self.process.pid
 
@@ -215,14 +224,52 @@ class Stunnel:
 class Target:
     """Where clients connect for one side of a comparison, and the client settings it needs."""
 
-    def __init__(self, name, port, pid=None, advertised_port=None, prepare=lambda: None, client_flags=()):
+    def __init__(self, name, port, pid=None, advertised_port=None, prepare=lambda: None, client_flags=(),
+                 bootstrap_servers=None):
         self.name, self.port, self.pid = name, port, pid
         self.advertised_port, self.prepare = advertised_port, prepare
         self.client_flags = list(client_flags)
+        self.bootstrap_servers = bootstrap_servers  # HOST:PORT,... in place of 127.0.0.1:port
 
     @property
     def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
+        return self.bootstrap_servers or f"127.0.0.1:{self.port}"
+
+
+class KafkaCluster:
+    """A 3-node Apache Kafka cluster (KRaft) from tests/kafka/cluster.py's command line, in a
+    temporary directory: `start`, `tool` (a Kafka tool with the cluster's jars), `stop`."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "kafka", "cluster.py")
+
+    def __init__(self, libs=None):
+        self.dir = tempfile.mkdtemp(prefix="kaos-bench-kafka-")
+        started = time.monotonic()
+        try:
+            subprocess.run([sys.executable, self.SCRIPT, "start", "--dir", self.dir, *(["--libs", libs] if libs else [])],
+                           check=True, stdout=subprocess.DEVNULL, timeout=300)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - started
+        with open(os.path.join(self.dir, "cluster.json")) as f:
+            self.bootstrap = json.load(f)["bootstrap"]
+
+    def tool(self, name, *args, timeout=300):
+        """stdout + stderr of a Kafka tool; exits the benchmark when the tool fails."""
+        command = [sys.executable, self.SCRIPT, "tool", "--dir", self.dir, name, *args]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as timeout_error:
+            sys.exit(f"{name} {' '.join(args)} did not finish in {timeout} s:\n{timeout_error.stderr}")
+        if result.returncode != 0:
+            sys.exit(f"{name} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result.stdout + result.stderr
+
+    def stop(self):
+        if os.path.exists(os.path.join(self.dir, "cluster.json")):
+            subprocess.run([sys.executable, self.SCRIPT, "stop", "--dir", self.dir], timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def rate_from(output, pattern):
@@ -393,6 +440,68 @@ class Bench:
         self.ratio_table("This kaos against the baseline build, round trip (lower is better)",
                          samples, "kaos-baseline", ["kaos"], ["p50 µs", "p99 µs", "p99.9 µs"])
 
+    def kafka(self):
+        """kaos in front of a 3-node Apache Kafka cluster against a direct connection, with Kafka's
+        own Java tools, each run on a fresh 3-partition topic (replication 3) created directly."""
+        records = self.args.kafka_records
+        title = (f"Apache Kafka 3 nodes, Java perf tools: {records:,} 100-byte records, 3 partitions, "
+                 f"replication 3, produce acks=all")
+        if shutil.which("java") is None:
+            self.report(f"\n### {title}\n\nskipped: no `java` on this machine")
+            return
+        cluster = KafkaCluster(self.args.kafka_libs)
+        kaos = None
+        try:
+            kaos = Kaos(self.args.kaos, cluster.bootstrap)
+            kaos.prepare()
+            runs = itertools.count()
+
+            def run(target):
+                topic = f"bench-{next(runs)}"
+                cluster.tool("kafka-topics", "--bootstrap-server", cluster.bootstrap, "--create", "--topic", topic,
+                             "--partitions", "3", "--replication-factor", "3")
+                produced = cluster.tool("kafka-producer-perf-test", "--topic", topic, "--num-records", str(records),
+                                        "--record-size", "100", "--throughput", "-1", "--producer-props",
+                                        f"bootstrap.servers={target.bootstrap}", "acks=all")
+                # The last summary line: "200000 records sent, 41000.5 records/sec (3.91 MB/sec), ..."
+                summary = re.findall(r"^(\d+) records sent, ([\d.]+) records/sec", produced, re.MULTILINE)
+                if not summary or int(summary[-1][0]) != records:
+                    sys.exit(f"kafka-producer-perf-test through {target.name} did not send {records} records:\n{produced}")
+                consumed = cluster.tool("kafka-consumer-perf-test", "--bootstrap-server", target.bootstrap,
+                                        "--topic", topic, "--messages", str(records), "--group", f"bench-{topic}")
+                # A CSV header (start.time, ..., nMsg.sec, rebalance.time.ms, ..., fetch.nMsg.sec), then values.
+                lines = [line.split(", ") for line in consumed.splitlines() if line.count(", ") >= 9]
+                header = next((line for line in lines if "nMsg.sec" in line), None)
+                values = lines[-1] if lines and lines[-1] is not header else None
+                if header is None or values is None or len(values) != len(header):
+                    sys.exit(f"kafka-consumer-perf-test through {target.name}: no summary in\n{consumed}")
+                row = dict(zip(header, values))
+                if int(float(row["data.consumed.in.nMsg"])) < records:
+                    sys.exit(f"kafka-consumer-perf-test through {target.name} read {row['data.consumed.in.nMsg']} "
+                             f"of {records} records:\n{consumed}")
+                return {"produce msg/s": float(summary[-1][1]), "consume msg/s": float(row["nMsg.sec"]),
+                        "consume msg/s, fetch only": float(row["fetch.nMsg.sec"])}
+
+            sides = {"direct": Target("direct", None, bootstrap_servers=cluster.bootstrap),
+                     "kaos": Target("kaos", kaos.port, kaos.pid)}
+            # One untimed run first: the first consumer group of a new cluster waits for
+            # __consumer_offsets to be created, which would weigh on whichever side came first.
+            cluster.tool("kafka-topics", "--bootstrap-server", cluster.bootstrap, "--create", "--topic", "warm-up",
+                         "--partitions", "3", "--replication-factor", "3")
+            cluster.tool("kafka-producer-perf-test", "--topic", "warm-up", "--num-records", "1000", "--record-size",
+                         "100", "--throughput", "-1", "--producer-props", f"bootstrap.servers={cluster.bootstrap}")
+            cluster.tool("kafka-consumer-perf-test", "--bootstrap-server", cluster.bootstrap, "--topic", "warm-up",
+                         "--messages", "1000", "--group", "warm-up")
+            samples = self.paired("kafka", sides, run)
+            self.ratio_table(title, samples, "direct", ["kaos"],
+                             ["produce msg/s", "consume msg/s", "consume msg/s, fetch only"])
+            self.report(f"\n(cluster started in {cluster.started_in:.0f} s; consume msg/s includes the consumer "
+                        f"group's join, fetch only does not)")
+        finally:
+            if kaos is not None:
+                kaos.stop()
+            cluster.stop()
+
     def latency(self):
         sides = {n: self.targets[n] for n in ("direct", "kaos", "haproxy")}
         samples = self.paired("latency", sides, self.round_trip)
@@ -486,8 +595,10 @@ def main():
     parser.add_argument("--records", type=int, default=1_000_000, help="records per throughput run (100 B)")
     parser.add_argument("--latency-records", type=int, default=2000)
     parser.add_argument("--connection-seconds", type=float, default=3)
-    parser.add_argument("--suites", default="throughput,latency,connections,rules,chaos,tls")
+    parser.add_argument("--suites", default="throughput,latency,connections,rules,chaos,tls,kafka")
     parser.add_argument("--baseline-kaos", help="another kaos binary, for the baseline suite")
+    parser.add_argument("--kafka-libs", help="Apache Kafka's jars for the kafka suite (default: tests/kafka/cluster.py's)")
+    parser.add_argument("--kafka-records", type=int, default=200_000, help="records per kafka suite run (100 B)")
     parser.add_argument("--output", help="also write the tables (markdown) to this file")
     args = parser.parse_args()
 
