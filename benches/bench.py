@@ -8,7 +8,8 @@ Suites (all by default; choose with --suites):
                target; kaos's and HAProxy's CPU seconds per GB from /proc.
   latency      one request in flight (linger.ms=0, acks=1): round-trip p50/p99/p99.9.
   connections  1, 8 and 64 producer connections sending flat out.
-  rules        no rules, 20 rules that match nothing, 20 matching rules at rate 0%.
+  rules        no rules, 20 rules that match nothing, 20 matching rules at rate 0%, 20 rules
+               scoped to other client ids.
   chaos        random-bytes and invalid-schema at 100% of produce traffic vs pass-through.
   tls          TLS on both sides: kaos TLS-to-TLS against a direct TLS connection (stunnel in
                front of tansu), produce and consume, 100 B and 1 KB records.
@@ -565,12 +566,20 @@ class Bench:
                 self.kaos.call("POST", f"/tenant/bench/user/user-{i}/feature/{feature}",
                                {"config": config, "apiKeys": "PRODUCE", "direction": "REQUEST"})
 
+        def other_clients():
+            # Scoped to client ids rdkafka_performance does not use: matched once per connection.
+            for i, feature in enumerate(["broken-broker", "leader-election", "slow-broker", "duplicate-resource"] * 5):
+                self.kaos.call("POST", f"/tenant/bench/user/user-{i}/feature/{feature}",
+                               {"config": {"clientIds": [f"other-app-{i}"]}, "apiKeys": "PRODUCE" if i % 2 else "FETCH",
+                                "direction": "REQUEST"})
+
         sides = {"no rules": self.with_rules("no rules", lambda: None),
                  "20 non-matching": self.with_rules("20 non-matching", non_matching),
-                 "20 at rate 0%": self.with_rules("20 at rate 0%", rate_zero)}
+                 "20 at rate 0%": self.with_rules("20 at rate 0%", rate_zero),
+                 "20 for other clients": self.with_rules("20 for other clients", other_clients)}
         samples = self.paired("rules", sides, self.produce_consume)
-        self.ratio_table("Rules overhead through kaos", samples, "no rules", ["20 non-matching", "20 at rate 0%"],
-                         ["produce msg/s", "consume msg/s"])
+        self.ratio_table("Rules overhead through kaos", samples, "no rules",
+                         ["20 non-matching", "20 at rate 0%", "20 for other clients"], ["produce msg/s", "consume msg/s"])
         self.kaos.clear_rules()
 
     def chaos(self):
