@@ -401,16 +401,17 @@ mod tests {
         assert!(plan.needs_body);
     }
 
+    /// A Produce v9 body for one record in partition `partition` of "orders".
+    fn produce_to(partition: i32) -> (RequestPrefix, Bytes) {
+        let records = batch(Compression::None, &[b"x"], -1, -1);
+        let body = Produce::new(9).topic(Topic::new("orders", TOPIC_ID).partition(partition, records)).body();
+        (RequestPrefix::parse(&body).unwrap(), body)
+    }
+
     /// Carries out `rules` for a Produce to broker `node` touching partition `partition` of
     /// "orders": whether kaos failed it.
     fn fails(rules: &RuleSet, node: i32, partition: i32) -> bool {
-        let body = Produce::new(9)
-            .topic(
-                Topic::new("orders", TOPIC_ID)
-                    .partition(partition, batch(Compression::None, &[b"x"], -1, -1)),
-            )
-            .body();
-        let prefix = RequestPrefix::parse(&body).unwrap();
+        let (prefix, body) = produce_to(partition);
         let mut rng = fastrand::Rng::new();
         let scope = Scope { node: Some(node), ..Scope::default() };
         let Some(plan) = Plan::decide(rules.for_api(0), scope, None, &mut rng) else { return false };
@@ -457,13 +458,7 @@ mod tests {
     fn every_request_of_one_election_gets_the_same_error() {
         let election = rules("leader-election", r#"{"rateInPercent":0,"electionMs":60000}"#);
         let errors_seen = |partition: i32| {
-            let body = Produce::new(9)
-                .topic(
-                    Topic::new("orders", TOPIC_ID)
-                        .partition(partition, batch(Compression::None, &[b"x"], -1, -1)),
-                )
-                .body();
-            let prefix = RequestPrefix::parse(&body).unwrap();
+            let (prefix, body) = produce_to(partition);
             let mut rng = fastrand::Rng::new();
             let scope = Scope { node: Some(1), ..Scope::default() };
             (0..30)
