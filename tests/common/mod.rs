@@ -449,26 +449,8 @@ pub fn produce(producer: &BaseProducer<Deliveries>, topic: &str, prefix: &str, c
 
 /// Reads values from `topic` in a consumer group until `expected` arrive or 90 s pass.
 pub fn consume(bootstrap: &str, topic: &str, group: &str, expected: usize) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .set("check.crcs", "true")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut values = Vec::with_capacity(expected);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while values.len() < expected && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned())
-            }
-            Some(Err(e)) => panic!("consumer error: {e}"),
-            None => {}
-        }
-    }
+    let (consumer, mut values) =
+        consume_from(bootstrap, &[], topic, group, expected, Duration::from_secs(90));
     // A short grace period shows any duplicates beyond the expected count.
     let grace = Instant::now() + Duration::from_millis(500);
     while Instant::now() < grace {
@@ -1043,6 +1025,19 @@ pub fn consume_with(
     expected: usize,
     timeout: Duration,
 ) -> Vec<String> {
+    consume_from(bootstrap, settings, topic, group, expected, timeout).1
+}
+
+/// A group consumer of `topic` with `settings`, and the values it read until `expected` arrived
+/// or `timeout` passed.
+fn consume_from(
+    bootstrap: &str,
+    settings: &[(&str, &str)],
+    topic: &str,
+    group: &str,
+    expected: usize,
+    timeout: Duration,
+) -> (BaseConsumer, Vec<String>) {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -1066,7 +1061,7 @@ pub fn consume_with(
             None => {}
         }
     }
-    values
+    (consumer, values)
 }
 
 // The TLS-only client listeners of the Kafka cluster (tests/kafka/cluster.py makes one per node
