@@ -87,6 +87,43 @@ pub struct Config {
     #[arg(long, env = "KAOS_UPSTREAM_TLS_INSECURE", requires = "upstream_tls")]
     pub upstream_tls_insecure: bool,
 
+    /// The OAUTHBEARER token claim that names a client whose SASL passes through kaos, for
+    /// rules scoped by user. kaos reads it unverified; the broker verifies the token.
+    #[arg(long, env = "KAOS_OAUTH_PRINCIPAL_CLAIM", default_value = "sub", value_name = "CLAIM")]
+    pub oauth_principal_claim: String,
+
+    /// Authenticate every broker connection as kaos, with this SASL mechanism, before relaying a
+    /// client's first request: clients then connect to kaos without credentials. Needs
+    /// --upstream-sasl-username and a password (--upstream-sasl-password-file or the
+    /// KAOS_UPSTREAM_SASL_PASSWORD environment variable; never a flag).
+    #[arg(long, env = "KAOS_UPSTREAM_SASL_MECHANISM", requires = "upstream_sasl_username",
+          value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], value_name = "MECHANISM")]
+    pub upstream_sasl_mechanism: Option<String>,
+
+    /// The user kaos authenticates to the brokers as (with --upstream-sasl-mechanism).
+    #[arg(
+        long,
+        env = "KAOS_UPSTREAM_SASL_USERNAME",
+        requires = "upstream_sasl_mechanism",
+        value_name = "USER"
+    )]
+    pub upstream_sasl_username: Option<String>,
+
+    /// A file whose first line is kaos's broker password (with --upstream-sasl-mechanism).
+    #[arg(
+        long,
+        env = "KAOS_UPSTREAM_SASL_PASSWORD_FILE",
+        requires = "upstream_sasl_mechanism",
+        value_name = "FILE"
+    )]
+    pub upstream_sasl_password_file: Option<PathBuf>,
+
+    /// Clients must authenticate to kaos with SASL PLAIN or SCRAM-SHA-256/512 as a user of this
+    /// file (lines made by `kaos hash-password USER`); their names scope rules. Brokers still
+    /// see kaos's own credentials (--upstream-sasl-*), or none.
+    #[arg(long, env = "KAOS_CLIENT_USERS", value_name = "FILE")]
+    pub client_users: Option<PathBuf>,
+
     /// Keep chaos rules in this file (JSON lines): loaded at start, saved atomically on every
     /// change, so rules survive a restart.
     #[arg(long, env = "KAOS_RULES_FILE")]

@@ -8,6 +8,8 @@
 //!   other's internals: `proxy` asks `chaos` what to do, `chaos` never calls `proxy`).
 //! - `control`: the REST API and Prometheus metrics, on a plain thread.
 //! - `cluster`: the upstream broker list and readiness.
+//! - `sasl`: SASL read from clients' exchanges with brokers, kaos's own login to brokers, and
+//!   clients' login to kaos (`--client-users`, made by `kaos hash-password`).
 //! - `metrics`: the shards' single-writer counters and latency histograms.
 //! - `logging`: `tracing` output, with `log` records from glommio and tiny_http bridged in.
 
@@ -18,6 +20,7 @@ pub mod control;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod sasl;
 pub mod shard;
 pub mod shared;
 pub mod tls;

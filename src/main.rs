@@ -1,15 +1,21 @@
 //! Starts the shards, the control thread and the cluster watcher, then waits for SIGINT or
-//! SIGTERM and drains; SIGHUP reloads the TLS certificate.
+//! SIGTERM and drains; SIGHUP reloads the TLS certificate. `kaos hash-password USER` instead
+//! prints `--client-users` lines for a password read from stdin.
 
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use kaos::config::Config;
+use kaos::sasl::login::Credentials;
+use kaos::sasl::scram::MIN_ITERATIONS;
+use kaos::sasl::users::{ClientUsers, hash_password_lines};
+use kaos::sasl::{Mechanism, UnknownMechanism};
 use kaos::shared::Shared;
 use kaos::tls::Tls;
 use kaos::{cluster, control, logging, shard};
@@ -19,13 +25,71 @@ use tracing::{error, info, warn};
 /// locked-memory limit is often small (8 MiB), so keep it tiny.
 const IO_MEMORY: usize = 128 * 1024;
 
+/// Points from the proxy's `--help` to the one subcommand, which `Config` does not know.
+const HASH_PASSWORD_HINT: &str =
+    "To make users for --client-users: `kaos hash-password USER` (see `kaos hash-password --help`).";
+
 fn main() -> ExitCode {
-    let config = Arc::new(Config::parse());
+    // A tool beside the proxy rather than a mode of it: dispatched before `Config` parses, so the
+    // proxy's flags (and its required --bootstrap-servers) stay out of its way.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "hash-password") {
+        return hash_password(HashPassword::parse_from(std::env::args_os().skip(1)));
+    }
+    let matches = Config::command().after_help(HASH_PASSWORD_HINT).get_matches();
+    let config = Arc::new(Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()));
     logging::init(&config.log_level);
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
             error!(error = %why, "kaos stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the `--client-users` lines of USER: one SCRAM-SHA-256 and one SCRAM-SHA-512
+/// credential, each under a fresh random salt, for the password read from stdin.
+///
+/// The password is the first line of stdin (its line break removed), never a flag: flags show
+/// up in `ps` and shell history. Append the output to the users file, one pair per user, as in
+/// `kaos hash-password alice < alice.password >> users`.
+///
+/// Each line is `<user> <mechanism> <iterations> <salt> <stored_key> <server_key>` (base64),
+/// the salted, hashed form of RFC 5802 that Kafka keeps too: the file holds no password. Lines
+/// starting with `#` are comments. A user logs in to kaos with SCRAM-SHA-256 or SCRAM-SHA-512
+/// against the line of that mechanism, or with PLAIN against either.
+#[derive(Debug, Parser)]
+#[command(name = "hash-password", bin_name = "kaos hash-password")]
+struct HashPassword {
+    /// The user to make lines for (no whitespace).
+    #[arg(value_name = "USER")]
+    user: String,
+
+    /// PBKDF2 iterations, 4096 (Kafka's default and the least its clients accept) to 1000000:
+    /// more make a stolen file slower to crack, and every login slower.
+    #[arg(long, default_value_t = MIN_ITERATIONS, value_name = "N")]
+    iterations: u32,
+}
+
+fn hash_password(args: HashPassword) -> ExitCode {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password for {} (shown as you type; pipe it in to hide it): ", args.user);
+    }
+    let mut line = String::new();
+    if let Err(why) = stdin.lock().read_line(&mut line) {
+        eprintln!("kaos hash-password: cannot read the password from stdin: {why}");
+        return ExitCode::FAILURE;
+    }
+    let password =
+        line.strip_suffix('\n').map_or(line.as_str(), |line| line.strip_suffix('\r').unwrap_or(line));
+    match hash_password_lines(&args.user, password, args.iterations) {
+        Ok(lines) => {
+            print!("{lines}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("kaos hash-password: {why}");
             ExitCode::FAILURE
         }
     }
@@ -51,6 +115,20 @@ fn run(config: Arc<Config>) -> Result<(), String> {
     let shards = config.shard_count();
     let mut shared = Shared::new(shards);
     shared.tls = Tls::from_config(&config).map_err(|e| e.to_string())?;
+    if let (Some(mechanism), Some(username)) =
+        (&config.upstream_sasl_mechanism, &config.upstream_sasl_username)
+    {
+        let mechanism: Mechanism = mechanism.parse().map_err(|e: UnknownMechanism| e.to_string())?;
+        let password_file = config.upstream_sasl_password_file.as_deref();
+        let credentials = Credentials::load(mechanism, username, password_file).map_err(|e| e.to_string())?;
+        info!(user = %username, mechanism = mechanism.name(), "kaos logs in to every broker connection itself");
+        shared.upstream_sasl = Some(credentials);
+    }
+    if let Some(path) = &config.client_users {
+        let users = ClientUsers::load(path).map_err(|e| e.to_string())?;
+        info!(users = users.len(), file = %path.display(), "clients must log in to kaos as users of the file");
+        shared.client_users = Some(users);
+    }
     if config.upstream_tls_insecure {
         warn!(
             "--upstream-tls-insecure: broker certificates are NOT verified; anyone on the path can read and change this traffic"

@@ -73,6 +73,10 @@ pub struct ShardMetrics {
     pub bytes_from_clients: Counter,
     pub bytes_from_brokers: Counter,
     pub upstream_connect_failures: Counter,
+    /// Broker connections that did not accept kaos's SASL credentials.
+    pub upstream_login_failures: Counter,
+    /// Clients that failed to log in to kaos (`--client-users`).
+    pub client_login_failures: Counter,
     pub connections_rejected: Counter,
     requests: Box<[Counter]>,
     latency: Mutex<LatencyByApi>,
@@ -95,6 +99,8 @@ impl Default for ShardMetrics {
             bytes_from_clients: Counter::default(),
             bytes_from_brokers: Counter::default(),
             upstream_connect_failures: Counter::default(),
+            upstream_login_failures: Counter::default(),
+            client_login_failures: Counter::default(),
             connections_rejected: Counter::default(),
             requests: (0..=API_KEY_SLOTS).map(|_| Counter::default()).collect(),
             latency: Mutex::new(vec![None; API_KEY_SLOTS]),

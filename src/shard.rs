@@ -21,11 +21,13 @@ use glommio::timer::{sleep, timeout};
 use crate::config::Config;
 use crate::logging::Burst;
 use crate::metrics::{LatencyRecorder, ShardMetrics};
+use crate::proxy::authenticator;
 use crate::proxy::connection::{Connection, End, peer_name};
 use crate::proxy::rewrite::{BrokerPorts, Learned, SeenBroker};
+use crate::sasl::login::Credentials;
 use crate::shared::Shared;
-use crate::tls;
 use crate::wire::TopicNames;
+use crate::{sasl, tls};
 use tracing::{debug, error, info, warn};
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
@@ -33,6 +35,11 @@ const PUBLISH_LATENCY_EVERY: u32 = 10;
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A peer that has not finished its TLS handshake by then is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A broker that has not accepted kaos's SASL login by then is taken as refusing it.
+const UPSTREAM_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first request of a client kaos refuses is read whole up to this size (an ApiVersions
+/// request is about 50 bytes).
+const MAX_REFUSED_REQUEST: usize = 64 * 1024;
 
 /// Which upstream a proxy port leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,15 +360,96 @@ async fn relay_to_broker<C: AsyncRead + AsyncWrite + Unpin>(
     };
     let _ = broker.set_nodelay(true);
     let upstream = peer_name(&broker);
-    let key = shard.drain.key();
+    let client = (client, client_address);
     let end = match shard.shared.tls.upstream.clone().map(TlsConnector::from) {
-        None => Connection::new(shard, client, client_address, broker, node, key).run().await,
+        None => relay(shard, client, (broker, node), &address).await,
         Some(connector) => {
             let Some(broker) = connect_tls(shard, connector, broker, &address).await else { return };
-            Connection::new(shard, client, client_address, broker, node, key).run().await
+            relay(shard, client, (broker, node), &address).await
         }
     };
     log_end(&shard.metrics, end, peer, &upstream);
+}
+
+/// Logs kaos in to the broker where the flags ask for it, then relays.
+async fn relay<C, B>(
+    shard: &Rc<Shard>,
+    (client, client_address): (C, Option<IpAddr>),
+    (mut broker, node): (B, Option<i32>),
+    address: &str,
+) -> End
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Some(credentials) = &shard.shared.upstream_sasl
+        && let Err(why) = log_in(shard, &mut broker, credentials, address).await
+    {
+        refuse_client(client).await;
+        return End::UpstreamLoginFailed(why);
+    }
+    Connection::new(shard, client, client_address, broker, node, shard.drain.key()).run().await
+}
+
+/// Logs kaos in to one broker connection. A failure is logged once per broker and shown by
+/// `/ready` until a login succeeds again.
+async fn log_in<B: AsyncRead + AsyncWrite + Unpin>(
+    shard: &Rc<Shard>,
+    broker: &mut B,
+    credentials: &Credentials,
+    address: &str,
+) -> Result<(), String> {
+    let shared = &shard.shared;
+    let outcome =
+        timeout(UPSTREAM_LOGIN_TIMEOUT, async { Ok(sasl::login::login(broker, credentials).await) }).await;
+    let why = match outcome {
+        Ok(Ok(lifetime)) => {
+            if shared.upstream_login_failure.load().is_some() {
+                shared.upstream_login_failure.store(None);
+                info!(broker = address, "kaos logged in to the broker again");
+            }
+            if let Some(lifetime) = lifetime
+                && shared.said_once.first(format!("session lifetime {address}"))
+            {
+                warn!(
+                    broker = address,
+                    ?lifetime,
+                    "the broker ends kaos's SASL sessions after {lifetime:?} (connections.max.reauth.ms); kaos does not authenticate again, so the broker closes each connection then and its client reconnects"
+                );
+            }
+            return Ok(());
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no login within {UPSTREAM_LOGIN_TIMEOUT:?}"),
+    };
+    shard.metrics.upstream_login_failures.add(1);
+    let failure = credentials.refused_by(address, &why);
+    if shared.said_once.first(format!("login {address}")) {
+        error!(broker = address, user = %credentials.username, mechanism = credentials.mechanism.name(), error = %why, "kaos cannot log in to the broker: its clients get SASL_AUTHENTICATION_FAILED (said once per broker)");
+    }
+    shared.upstream_login_failure.store(Some(Arc::new(failure.clone())));
+    Err(failure)
+}
+
+/// Answers a client whose broker would not accept kaos: an ApiVersions request gets
+/// SASL_AUTHENTICATION_FAILED (which clients log and report), anything else a closed connection.
+async fn refuse_client<C: AsyncRead + AsyncWrite + Unpin>(mut client: C) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let first_request = timeout(UPSTREAM_LOGIN_TIMEOUT, async {
+        let mut prefix = [0u8; 4];
+        client.read_exact(&mut prefix).await?;
+        let length = usize::try_from(i32::from_be_bytes(prefix)).unwrap_or(0).min(MAX_REFUSED_REQUEST);
+        let mut body = vec![0u8; length];
+        client.read_exact(&mut body).await?;
+        Ok(body)
+    })
+    .await;
+    let Ok(body) = first_request else { return };
+    if let Some(answer) = authenticator::login_refused(&body) {
+        let _ = client.write_all(&answer).await;
+        let _ = client.flush().await;
+    }
+    let _ = client.close().await;
 }
 
 async fn connect_tls(
@@ -417,6 +505,9 @@ fn log_end(metrics: &ShardMetrics, end: End, peer: &str, upstream: &str) {
             warn!(%peer, %upstream, error = %why, "closing client: the broker sent a response kaos cannot relay");
         }
         End::Io(e) => debug!(%peer, %upstream, error = %e, "connection ended"),
+        End::UpstreamLoginFailed(why) => {
+            debug!(%peer, %upstream, error = %why, "client refused: the broker did not accept kaos's login")
+        }
     }
 }
 

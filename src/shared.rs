@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::chaos::RuleSet;
 use crate::cluster::Topology;
 use crate::logging::SaidOnce;
 use crate::metrics::ShardMetrics;
+use crate::sasl::login::Credentials;
+use crate::sasl::users::ClientUsers;
 use crate::tls::Tls;
 
 #[derive(Debug)]
@@ -28,6 +30,12 @@ pub struct Shared {
     pub said_once: SaidOnce,
     /// TLS towards clients and brokers, where the flags ask for it.
     pub tls: Tls,
+    /// Who kaos logs in to the brokers as (`--upstream-sasl-*`), if anyone.
+    pub upstream_sasl: Option<Credentials>,
+    /// Why the latest broker login failed; cleared by the next that succeeds. `/ready` says it.
+    pub upstream_login_failure: ArcSwapOption<String>,
+    /// The users clients must log in as (`--client-users`), if any.
+    pub client_users: Option<ClientUsers>,
 }
 
 impl Shared {
@@ -41,6 +49,9 @@ impl Shared {
             shard_metrics: (0..shards).map(|_| Arc::new(ShardMetrics::default())).collect(),
             said_once: SaidOnce::default(),
             tls: Tls::default(),
+            upstream_sasl: None,
+            upstream_login_failure: ArcSwapOption::empty(),
+            client_users: None,
         }
     }
 

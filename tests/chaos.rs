@@ -7,35 +7,18 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Deliveries, Kaos, Tansu, assert_exactly, consume, create_topic, produce, producer};
+use common::{
+    Deliveries, Kaos, NO_RETRIES, Tansu, assert_exactly, consume, create_topic, produce, producer, send_one,
+};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-const NO_RETRIES: &[(&str, &str)] =
-    &[("acks", "all"), ("retries", "0"), ("linger.ms", "0"), ("enable.idempotence", "false")];
-
 fn start() -> (Tansu, Kaos) {
     let tansu = Tansu::start();
     let kaos = Kaos::start(&tansu.address(), &["--shards", "2"]);
     (tansu, kaos)
-}
-
-/// Sends one record and waits for its delivery report: (delivered?, round trip).
-fn send_one(producer: &BaseProducer<Deliveries>, topic: &str, value: &[u8]) -> (bool, Duration) {
-    let context = producer.context();
-    let (ok, failed) = (context.ok.load(Ordering::Relaxed), context.failed.load(Ordering::Relaxed));
-    let started = Instant::now();
-    producer.send(BaseRecord::<(), [u8]>::to(topic).payload(value)).expect("queued");
-    // Poll in small steps: flush() wakes only every 100 ms, which would hide the round trip.
-    let reported =
-        || context.ok.load(Ordering::Relaxed) > ok || context.failed.load(Ordering::Relaxed) > failed;
-    while !reported() {
-        assert!(started.elapsed() < Duration::from_secs(30), "no delivery report for {topic}");
-        producer.poll(Duration::from_millis(1));
-    }
-    (context.ok.load(Ordering::Relaxed) > ok, started.elapsed())
 }
 
 /// A CRC-checking consumer assigned to partition 0 of `topic`, from the beginning.
@@ -219,23 +202,7 @@ fn rules_scoped_by_client_id_or_address_hit_only_those_clients() {
     );
     let broker: std::net::SocketAddr = format!("127.0.0.1:{}", kaos.broker_port(111)).parse().unwrap();
     let produce_from = |source: &str| {
-        let mut client = common::RawKafka::connect_from(source.parse().unwrap(), broker);
-        let frame = kaos_testkit::Produce::new(9)
-            .correlation_id(1)
-            .client_id("raw")
-            .acks(-1)
-            .timeout_ms(5000)
-            .topic(kaos_testkit::Topic::new("scoped", [0; 16]).partition(
-                0,
-                kaos_testkit::batch(kafka_protocol::records::Compression::None, &[b"raw"], -1, -1),
-            ))
-            .frame();
-        client.send_frame(&frame);
-        let mut body = client.read_frame().expect("a response");
-        use kafka_protocol::protocol::Decodable;
-        kafka_protocol::messages::ResponseHeader::decode(&mut body, 1).unwrap();
-        let response = kafka_protocol::messages::ProduceResponse::decode(&mut body, 9).unwrap();
-        response.responses[0].partition_responses[0].error_code
+        common::produce_one(&mut common::RawKafka::connect_from(source.parse().unwrap(), broker), "scoped")
     };
     assert_eq!(produce_from("127.0.0.2"), 19, "NOT_ENOUGH_REPLICAS from the scoped address");
     assert_eq!(produce_from("127.0.0.1"), 0, "another address writes");

@@ -28,13 +28,19 @@ fn brokers(bootstrap: &str, settings: &[(&str, &str)], timeout: Duration) -> Res
     Ok(brokers)
 }
 
-/// `--producer-property`/`--consumer-property` flags for a Java client that speaks TLS to kaos,
-/// trusting `ca` (PEM); the client verifies the host it dials (127.0.0.1) against kaos's certificate.
-fn java_ssl(flag: &str, ca: &str) -> Vec<String> {
-    ["security.protocol=SSL", "ssl.truststore.type=PEM", &format!("ssl.truststore.location={ca}")]
-        .iter()
-        .flat_map(|property| [flag.to_owned(), property.to_string()])
-        .collect()
+/// Java client properties for TLS to kaos, trusting `ca` (PEM); the client verifies the host it
+/// dials (127.0.0.1) against kaos's certificate.
+fn java_ssl(ca: &str) -> Vec<String> {
+    vec![
+        "security.protocol=SSL".into(),
+        "ssl.truststore.type=PEM".into(),
+        format!("ssl.truststore.location={ca}"),
+    ]
+}
+
+/// `flag` (`--producer-property`, `--consumer-property`) before each property.
+fn flags(flag: &str, properties: &[String]) -> Vec<String> {
+    properties.iter().flat_map(|property| [flag.to_owned(), property.clone()]).collect()
 }
 
 fn text(output: &std::process::Output) -> String {
@@ -65,12 +71,49 @@ fn java_console_clients_over_tls_through_kaos_to_the_tls_listeners() {
     let ssl = [("security.protocol", "ssl"), ("ssl.ca.location", kaos_ca.as_str())];
     assert_eq!(brokers(&kaos.bootstrap(), &ssl, Duration::from_secs(10)), Ok(expected));
 
-    let topic = cluster.unique_topic("java-tls");
+    java_console_round_trip(cluster, &kaos, "java-tls", &java_ssl(&kaos_ca));
+
+    // Every broker connection kaos made was TLS, to the TLS listeners (no handshake failed).
+    assert!(!kaos.log().contains("TLS handshake with the broker failed"), "{}", kaos.log());
+}
+
+/// SASL_SSL on both sides with the Java client: SCRAM-SHA-512 passes through kaos's TLS to the
+/// cluster's SASL_SSL listeners (issue 11).
+#[test]
+fn java_console_clients_with_scram_over_sasl_ssl_through_kaos() {
+    let cluster = KafkaCluster::shared();
+    let certs = Certs::generate();
+    let kaos = Kaos::start(
+        cluster.sasl_tls_bootstrap(),
+        &[
+            "--tls-cert",
+            &path_str(&certs.server_cert),
+            "--tls-key",
+            &path_str(&certs.server_key),
+            "--upstream-tls",
+            "--upstream-ca",
+            &path_str(&cluster.tls().ca),
+        ],
+    );
+    let mut properties = java_ssl(&path_str(&certs.ca));
+    properties[0] = "security.protocol=SASL_SSL".into();
+    properties.push("sasl.mechanism=SCRAM-SHA-512".into());
+    properties.push(format!(
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"{}\";",
+        cluster.sasl_password("alice")
+    ));
+    java_console_round_trip(cluster, &kaos, "java-sasl-ssl", &properties);
+}
+
+/// The console producer writes RECORDS records through kaos and the console consumer reads them
+/// back, both with `properties`.
+fn java_console_round_trip(cluster: &KafkaCluster, kaos: &Kaos, name: &str, properties: &[String]) {
+    let topic = cluster.unique_topic(name);
     cluster.create_topic(&topic, 3, 3);
     let input: String = (0..RECORDS).map(|i| format!("{topic}-{i}\n")).collect();
     let mut args =
         vec!["--bootstrap-server".to_owned(), kaos.bootstrap(), "--topic".to_owned(), topic.clone()];
-    args.extend(java_ssl("--producer-property", &kaos_ca));
+    args.extend(flags("--producer-property", properties));
     // Bounded: a producer that cannot reach kaos gives up instead of waiting for minutes.
     for property in
         ["acks=all", "max.block.ms=30000", "delivery.timeout.ms=45000", "request.timeout.ms=15000"]
@@ -83,14 +126,14 @@ fn java_console_clients_over_tls_through_kaos_to_the_tls_listeners() {
     assert!(produced.status.success(), "console producer: {}", text(&produced));
     let produce_time = begin.elapsed();
 
-    let group = cluster.unique_topic("java-tls-group");
+    let group = cluster.unique_topic(&format!("{name}-group"));
     let mut args =
         vec!["--bootstrap-server".to_owned(), kaos.bootstrap(), "--topic".to_owned(), topic.clone()];
     args.extend(
         ["--group", &group, "--from-beginning", "--max-messages", "20", "--timeout-ms", "45000"]
             .map(String::from),
     );
-    args.extend(java_ssl("--consumer-property", &kaos_ca));
+    args.extend(flags("--consumer-property", properties));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let begin = Instant::now();
     let consumed = cluster.tool_with_input("kafka-console-consumer", &args, "", Duration::from_secs(90));
@@ -102,9 +145,6 @@ fn java_console_clients_over_tls_through_kaos_to_the_tls_listeners() {
     sent.sort();
     assert_eq!(values, sent, "console consumer: {}", text(&consumed));
     eprintln!("console producer {produce_time:?}, console consumer {:?}", begin.elapsed());
-
-    // Every broker connection kaos made was TLS, to the TLS listeners (no handshake failed).
-    assert!(!kaos.log().contains("TLS handshake with the broker failed"), "{}", kaos.log());
 }
 
 #[test]

@@ -43,7 +43,7 @@ struct Scrape(Arc<Shared>);
 /// and how to read it.
 type ShardSeries = (&'static str, &'static str, MetricType, fn(&ShardMetrics) -> u64);
 
-const SHARD_SERIES: [ShardSeries; 6] = [
+const SHARD_SERIES: [ShardSeries; 8] = [
     ("kaos_connections_open", "Client connections open now.", MetricType::Gauge, |m| {
         m.connections_opened.get().saturating_sub(m.connections_closed.get())
     }),
@@ -51,6 +51,18 @@ const SHARD_SERIES: [ShardSeries; 6] = [
     ("kaos_upstream_connect_failures", "Failed connections to upstream brokers.", MetricType::Counter, |m| {
         m.upstream_connect_failures.get()
     }),
+    (
+        "kaos_upstream_login_failures",
+        "Broker connections that refused kaos's SASL credentials (--upstream-sasl-*).",
+        MetricType::Counter,
+        |m| m.upstream_login_failures.get(),
+    ),
+    (
+        "kaos_client_login_failures",
+        "Clients that failed to log in to kaos (--client-users).",
+        MetricType::Counter,
+        |m| m.client_login_failures.get(),
+    ),
     (
         "kaos_connections_rejected",
         "Connections closed for malformed or oversized frames.",

@@ -213,10 +213,13 @@ fn route(
         (Method::Get, "/console.js") => (200, "text/javascript; charset=utf-8", CONSOLE_JS.into()),
         (Method::Get, "/console.css") => (200, "text/css; charset=utf-8", CONSOLE_CSS.into()),
         (Method::Get, "/health") => (200, JSON, r#"{"status":"ok"}"#.into()),
-        (Method::Get, "/ready") if ready => (200, JSON, r#"{"ready":true}"#.into()),
-        (Method::Get, "/ready") => {
-            (503, JSON, r#"{"ready":false,"reason":"upstream cluster has not answered Metadata"}"#.into())
-        }
+        (Method::Get, "/ready") => match shared.upstream_login_failure.load_full() {
+            Some(why) => (503, JSON, json!({ "ready": false, "reason": why.as_str() }).to_string()),
+            None if ready => (200, JSON, r#"{"ready":true}"#.into()),
+            None => {
+                (503, JSON, r#"{"ready":false,"reason":"upstream cluster has not answered Metadata"}"#.into())
+            }
+        },
         (Method::Get, "/metrics") => (200, metrics::CONTENT_TYPE, metrics::render(shared)),
         (Method::Get, "/openapi.json") => (200, JSON, openapi::document().to_string()),
         (Method::Get, "/features") => {

@@ -18,6 +18,7 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use kafka_protocol::messages::{ApiKey, ProduceRequest};
 
+use super::authenticator::{ClientLogin, Gate};
 use super::identity::Identity;
 use super::inflight::{Answer, InFlight, InFlightQueue, Reply};
 use super::lane::{Emit, Lane, LaneError, ProtocolError, Router, Verdict};
@@ -47,6 +48,8 @@ pub enum End {
     ClientMalformed(LaneError),
     /// The broker sent something kaos cannot relay safely.
     BrokerMalformed(LaneError),
+    /// The broker refused kaos's SASL login, so the client was refused too.
+    UpstreamLoginFailed(String),
     Io(std::io::Error),
 }
 
@@ -60,6 +63,7 @@ pub struct Connection<'a, C, B> {
     responses: Lane,
     in_flight: InFlightQueue,
     request_side: RequestSide<'a>,
+    identity: Identity<'a>,
     gathering: Option<Gathering>,
     timer: Option<(Instant, Timer)>,
     drain_key: u64,
@@ -69,9 +73,10 @@ pub struct Connection<'a, C, B> {
 /// What the request router keeps between frames.
 struct RequestSide<'a> {
     rules: Cache<&'a ArcSwap<RuleSet>, Arc<RuleSet>>,
-    identity: Identity,
     /// Which client-scoped rules this client is in, decided once per snapshot and client id.
     clients: ClientScopes,
+    /// The client's login to kaos, where `--client-users` asks for one.
+    login: Option<ClientLogin<'a>>,
     node: Option<i32>,
     rng: fastrand::Rng,
     /// The request being gathered whole, and why.
@@ -118,13 +123,14 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
             in_flight: InFlightQueue::new(config.max_in_flight),
             request_side: RequestSide {
                 rules: Cache::new(&shard.shared.rules),
-                identity: Identity::default(),
                 clients: ClientScopes::new(client_address),
+                login: shard.shared.client_users.as_ref().map(ClientLogin::new),
                 node,
                 rng: fastrand::Rng::new(),
                 pending: None,
                 next_copy_id: i32::MIN,
             },
+            identity: Identity::new(&config.oauth_principal_claim),
             gathering: None,
             timer: None,
             drain_key,
@@ -149,6 +155,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 shard: self.shard,
                 in_flight: &mut self.in_flight,
                 side: &mut self.request_side,
+                identity: &mut self.identity,
             };
             let up = match self.requests.step(&mut self.client, &mut self.broker, &mut router, cx) {
                 Ok(progress) => progress,
@@ -171,6 +178,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 node: self.request_side.node,
                 in_flight: &mut self.in_flight,
                 gathering: &mut self.gathering,
+                identity: &mut self.identity,
             };
             let down = match self.responses.step(&mut self.broker, &mut self.client, &mut router, cx) {
                 Ok(progress) => progress,
@@ -231,6 +239,7 @@ struct RequestRouter<'a, 'b> {
     shard: &'a Rc<Shard>,
     in_flight: &'b mut InFlightQueue,
     side: &'b mut RequestSide<'a>,
+    identity: &'b mut Identity<'a>,
 }
 
 fn in_flight_entry(request: RequestPrefix, reply: Reply) -> InFlight {
@@ -286,11 +295,17 @@ impl RequestRouter<'_, '_> {
 }
 
 impl Router for RequestRouter<'_, '_> {
-    const MIN_BODY: usize = REQUEST_PREFIX;
+    fn min_body(&self) -> usize {
+        if self.identity.client_sends_raw() { 0 } else { REQUEST_PREFIX }
+    }
 
     fn on_frame(&mut self, body_len: usize, head: &[u8], read_at: Instant) -> Result<Verdict, ProtocolError> {
         if self.in_flight.is_full() || self.shard.drain.started() {
             return Ok(Verdict::Hold);
+        }
+        if self.identity.client_sends_raw() {
+            // A SASL token with no request header: seen whole for the name it carries.
+            return Ok(Verdict::Whole);
         }
         let Some(request) = RequestPrefix::parse(head) else {
             return Ok(Verdict::NeedMore);
@@ -303,6 +318,23 @@ impl Router for RequestRouter<'_, '_> {
         } else {
             true
         };
+        if let Some(login) = &self.side.login {
+            match login.gate(request.api_key) {
+                Gate::Pass => {}
+                Gate::Answer => {
+                    let pending = Pending {
+                        request,
+                        expects_response: true,
+                        plan: None,
+                        check_gaps: false,
+                        arrived: read_at,
+                    };
+                    self.side.pending = Some(pending);
+                    return Ok(Verdict::Whole);
+                }
+                Gate::Refuse => return Err(ProtocolError::Unauthenticated(request.api_key)),
+            }
+        }
         let side = &mut *self.side;
         let rules = side.rules.load();
         let candidates = rules.for_api(request.api_key);
@@ -327,7 +359,11 @@ impl Router for RequestRouter<'_, '_> {
                     None
                 };
             side.clients.refresh(rules, || frame::request_client_id(head).map(<[u8]>::to_vec));
-            let scope = Scope { user: side.identity.user(), node: side.node, clients: Some(&side.clients) };
+            let user = match &side.login {
+                Some(login) => login.user(),
+                None => self.identity.user(),
+            };
+            let scope = Scope { user, node: side.node, clients: Some(&side.clients) };
             Plan::decide(candidates, scope, topics.as_deref(), &mut side.rng)
         };
         self.shard.metrics.count_request(request.api_key);
@@ -341,10 +377,24 @@ impl Router for RequestRouter<'_, '_> {
     }
 
     fn on_whole(&mut self, body: &[u8]) -> Result<Emit, ProtocolError> {
+        if self.identity.client_sends_raw() {
+            self.identity.on_raw_token(body);
+            return Ok(Emit::original(None));
+        }
         let Pending { request, expects_response, plan, check_gaps, arrived } =
             self.side.pending.take().ok_or(ProtocolError::Lost("a request gathered without a plan"))?;
+        if let Some(login) =
+            self.side.login.as_mut().filter(|login| login.gate(request.api_key) == Gate::Answer)
+        {
+            let frame = login.answer(request, body)?;
+            if login.failed() {
+                self.shard.metrics.client_login_failures.add(1);
+            }
+            self.push(request, true, Reply::Local { frame, ready_at: arrived, failed: Vec::new() });
+            return Ok(Emit::frames(Vec::new(), None));
+        }
         if Identity::is_revealing(request.api_key) {
-            self.side.identity.observe(request, body);
+            self.identity.on_request(request, body);
         }
         if check_gaps && self.fail_behind_a_gap(request, body, arrived) {
             return Ok(Emit::frames(Vec::new(), None));
@@ -409,17 +459,24 @@ struct ResponseRouter<'a, 'b> {
     node: Option<i32>,
     in_flight: &'b mut InFlightQueue,
     gathering: &'b mut Option<Gathering>,
+    identity: &'b mut Identity<'a>,
 }
 
 impl Router for ResponseRouter<'_, '_> {
-    const MIN_BODY: usize = RESPONSE_PREFIX;
+    fn min_body(&self) -> usize {
+        if self.answers_raw_token() { 0 } else { RESPONSE_PREFIX }
+    }
 
     fn on_frame(
         &mut self,
-        _body_len: usize,
+        body_len: usize,
         head: &[u8],
         _read_at: Instant,
     ) -> Result<Verdict, ProtocolError> {
+        if self.answers_raw_token() {
+            self.identity.on_raw_answer(body_len);
+            return Ok(Verdict::Forward);
+        }
         if self.in_flight.front_is_local() {
             return Ok(Verdict::Hold);
         }
@@ -443,7 +500,9 @@ impl Router for ResponseRouter<'_, '_> {
             Reply::Upstream { delay } => delay,
             Reply::Local { .. } => return Err(ProtocolError::Lost("a local answer reached the broker side")),
         };
-        if delay.is_zero() && !rewrite::needs_rewrite(request.api_key, request.api_version) {
+        let seen_whole = rewrite::needs_rewrite(request.api_key, request.api_version)
+            || Identity::is_revealing(request.api_key);
+        if delay.is_zero() && !seen_whole {
             return Ok(Verdict::Forward);
         }
         let release = (!delay.is_zero()).then(|| Instant::now() + delay);
@@ -457,6 +516,9 @@ impl Router for ResponseRouter<'_, '_> {
             Some(Gathering::Drop) => return Ok(Emit::frames(Vec::new(), None)),
             None => return Err(ProtocolError::Lost("a response gathered without its request")),
         };
+        if Identity::is_revealing(request.api_key) {
+            self.identity.on_response(request.api_key, request.api_version, body)?;
+        }
         if !rewrite::needs_rewrite(request.api_key, request.api_version) {
             return Ok(Emit::original(release));
         }
@@ -491,6 +553,14 @@ impl Router for ResponseRouter<'_, '_> {
             }
         }
         Ok(Emit::frames(vec![relayed.frame], release))
+    }
+}
+
+impl ResponseRouter<'_, '_> {
+    /// The broker's next frame is its raw answer to a SASL token: every request before the
+    /// token is answered, and raw frames carry no correlation id.
+    fn answers_raw_token(&self) -> bool {
+        self.in_flight.is_empty() && self.identity.broker_answers_raw()
     }
 }
 

@@ -16,7 +16,9 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use super::identity::UnfollowableExchange;
 use super::rewrite::RewriteError;
+use crate::wire::CodecError;
 use crate::wire::frame::{self, FrameError, LENGTH_PREFIX};
 
 /// Default buffer per direction. It grows only to gather a frame that must be seen whole.
@@ -37,8 +39,8 @@ pub enum Verdict {
 
 /// Decides, frame by frame, what one direction does.
 pub trait Router {
-    /// The smallest valid body: anything shorter is malformed.
-    const MIN_BODY: usize;
+    /// The smallest valid body of the next frame: anything shorter is malformed.
+    fn min_body(&self) -> usize;
 
     /// Called at each frame boundary with the body length, the body bytes buffered so far, and
     /// when the latest read happened (the frame arrived no later than that).
@@ -98,6 +100,14 @@ pub enum ProtocolError {
     /// A router was handed a frame it did not ask for: a kaos bug, contained to one connection.
     #[error("kaos lost track of a frame ({0})")]
     Lost(&'static str),
+    #[error(transparent)]
+    Sasl(#[from] UnfollowableExchange),
+    #[error(
+        "API key {0} before the client logged in (--client-users): closed, as a broker's SASL listener does"
+    )]
+    Unauthenticated(i16),
+    #[error("a SASL request kaos cannot read: {0}")]
+    Login(#[from] CodecError),
 }
 
 /// Buffer layout: `[start, ready)` is cleared to send, `[ready, end)` is read but not yet judged.
@@ -227,7 +237,7 @@ impl Lane {
                 continue;
             }
             let data = &self.buf[self.ready..self.end];
-            let Some(body_len) = frame::body_len(data, R::MIN_BODY, self.max_frame)? else {
+            let Some(body_len) = frame::body_len(data, router.min_body(), self.max_frame)? else {
                 return Ok(());
             };
             let head = &data[LENGTH_PREFIX..data.len().min(LENGTH_PREFIX + body_len)];

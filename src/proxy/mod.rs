@@ -1,6 +1,7 @@
 //! The Kafka-aware data path: framing, the per-connection loop, in-flight tracking and the
 //! address rewrite that keeps clients on kaos.
 
+pub mod authenticator;
 pub mod connection;
 pub mod identity;
 pub mod inflight;

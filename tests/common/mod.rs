@@ -169,6 +169,16 @@ impl Kaos {
         kaos
     }
 
+    /// Starts kaos with environment variables of its own (secrets are never flags) and waits
+    /// until it is ready.
+    pub fn start_with_env(bootstrap: &str, extra: &[&str], env: &[(&str, &str)]) -> Kaos {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kaos"));
+        command.envs(env.iter().copied());
+        let kaos = Kaos::spawn_with(command, bootstrap, extra);
+        wait_until("kaos to be ready", Duration::from_secs(20), || kaos.get("/ready").0 == 200);
+        kaos
+    }
+
     /// Starts kaos without waiting for the upstream cluster.
     pub fn spawn(bootstrap: &str, extra: &[&str]) -> Kaos {
         Kaos::spawn_with(Command::new(env!("CARGO_BIN_EXE_kaos")), bootstrap, extra)
@@ -239,7 +249,12 @@ impl Kaos {
 
     /// Creates a rule for the seed's tenant and user; panics unless kaos accepts it.
     pub fn add_rule(&self, feature: &str, body: &str) -> serde_json::Value {
-        let path = format!("/tenant/1-1/user/test@conduktor.io/feature/{feature}");
+        self.add_rule_for("test@conduktor.io", feature, body)
+    }
+
+    /// Creates a rule for `user` (of the seed's tenant); panics unless kaos accepts it.
+    pub fn add_rule_for(&self, user: &str, feature: &str, body: &str) -> serde_json::Value {
+        let path = format!("/tenant/1-1/user/{user}/feature/{feature}");
         let (status, answer) = http(self.admin_port, "POST", &path, body).expect("admin API");
         assert_eq!(status, 200, "POST {path}: {answer}");
         serde_json::from_str(&answer).expect("JSON answer")
@@ -247,9 +262,12 @@ impl Kaos {
 
     /// Deletes a rule; panics unless it existed.
     pub fn delete_rule(&self, feature: &str, api: &str, direction: &str) {
-        let path = format!(
-            "/tenant/1-1/user/test@conduktor.io/feature/{feature}/apiKeys/{api}/direction/{direction}"
-        );
+        self.delete_rule_for("test@conduktor.io", feature, api, direction)
+    }
+
+    /// Deletes a rule of `user`; panics unless it existed.
+    pub fn delete_rule_for(&self, user: &str, feature: &str, api: &str, direction: &str) {
+        let path = format!("/tenant/1-1/user/{user}/feature/{feature}/apiKeys/{api}/direction/{direction}");
         let (status, answer) = http(self.admin_port, "DELETE", &path, "").expect("admin API");
         assert_eq!(status, 200, "DELETE {path}: {answer}");
     }
@@ -381,6 +399,37 @@ impl RawKafka {
     }
 }
 
+/// Writes a one-record Produce (v9, acks=all) to partition 0 of `topic` and returns the
+/// partition's error code.
+pub fn produce_one(client: &mut RawKafka, topic: &str) -> i16 {
+    let frame =
+        kaos_testkit::Produce::new(9)
+            .correlation_id(1)
+            .client_id("raw")
+            .acks(-1)
+            .timeout_ms(5000)
+            .topic(kaos_testkit::Topic::new(topic, [0; 16]).partition(
+                0,
+                kaos_testkit::batch(kafka_protocol::records::Compression::None, &[b"raw"], -1, -1),
+            ))
+            .frame();
+    client.send_frame(&frame);
+    let mut body = client.read_frame().expect("a Produce response");
+    ResponseHeader::decode(&mut body, 1).unwrap();
+    let response = kafka_protocol::messages::ProduceResponse::decode(&mut body, 9).unwrap();
+    response.responses[0].partition_responses[0].error_code
+}
+
+/// A file of the test run's own with `content` (for secrets and users files, which kaos takes
+/// only from files), under the log directory.
+pub fn temp_file(name: &str, content: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path =
+        log_dir().join(format!("{name}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&path, content).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
@@ -420,6 +469,26 @@ impl ProducerContext for Deliveries {
             }
         };
     }
+}
+
+/// Producer settings under which a failed delivery is reported at once: no retries, no batching.
+pub const NO_RETRIES: &[(&str, &str)] =
+    &[("acks", "all"), ("retries", "0"), ("linger.ms", "0"), ("enable.idempotence", "false")];
+
+/// Sends one record and waits for its delivery report: (delivered?, round trip).
+pub fn send_one(producer: &BaseProducer<Deliveries>, topic: &str, value: &[u8]) -> (bool, Duration) {
+    let context = producer.context();
+    let (ok, failed) = (context.ok.load(Ordering::Relaxed), context.failed.load(Ordering::Relaxed));
+    let started = Instant::now();
+    producer.send(BaseRecord::<(), [u8]>::to(topic).payload(value)).expect("queued");
+    // Poll in small steps: flush() wakes only every 100 ms, which would hide the round trip.
+    let reported =
+        || context.ok.load(Ordering::Relaxed) > ok || context.failed.load(Ordering::Relaxed) > failed;
+    while !reported() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no delivery report for {topic}");
+        producer.poll(Duration::from_millis(1));
+    }
+    (context.ok.load(Ordering::Relaxed) > ok, started.elapsed())
 }
 
 pub fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseProducer<Deliveries> {
@@ -483,6 +552,11 @@ pub struct KafkaCluster {
     bootstrap: String,
     /// (node id, client port), by node id.
     nodes: Vec<(i32, u16)>,
+    /// The SASL listeners (`sasl_bootstrap`, `sasl_tls_bootstrap`, `sasl`); None for a
+    /// cluster.json of an older cluster.py, and the TLS one for a cluster without TLS.
+    sasl_bootstrap: Option<String>,
+    sasl_tls_bootstrap: Option<String>,
+    sasl: serde_json::Value,
 }
 
 /// Held while a test has a node down: two nodes of three down would be no quorum.
@@ -521,6 +595,9 @@ impl KafkaCluster {
             dir: PathBuf::from(info["dir"].as_str().expect("dir in cluster.json")),
             bootstrap: info["bootstrap"].as_str().expect("bootstrap in cluster.json").to_owned(),
             nodes,
+            sasl_bootstrap: info["sasl_bootstrap"].as_str().map(str::to_owned),
+            sasl_tls_bootstrap: info["sasl_tls_bootstrap"].as_str().map(str::to_owned),
+            sasl: info["sasl"].clone(),
         }
     }
 
@@ -1135,6 +1212,63 @@ impl KafkaCluster {
         stdin.write_all(input.as_bytes()).expect("the tool's stdin");
         drop(stdin);
         child.wait_with_output().expect("the tool's output")
+    }
+}
+
+// The SASL client listeners of the Kafka cluster (tests/kafka/cluster.py): SASL (SASL_PLAINTEXT)
+// on every node, and SASLTLS (SASL_SSL, the TLS listeners' certificate: `tls().ca`) unless started
+// with --no-tls. Mechanisms PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER (Kafka's unsecured
+// tokens: any `sub`, no password); users alice, bob and kaos log in with PLAIN and both SCRAMs;
+// no authorizer.
+
+impl KafkaCluster {
+    fn no_sasl(&self) -> String {
+        format!(
+            "{}/cluster.json has no SASL listeners: started by an older tests/kafka/cluster.py? \
+             Stop it and start a new one",
+            self.dir.display()
+        )
+    }
+
+    /// Every node's SASL_PLAINTEXT listener, `127.0.0.1:P1,127.0.0.1:P2,...`.
+    pub fn sasl_bootstrap(&self) -> &str {
+        self.sasl_bootstrap.as_deref().unwrap_or_else(|| panic!("{}", self.no_sasl()))
+    }
+
+    /// Every node's SASL_SSL listener; panics for a cluster started with --no-tls.
+    pub fn sasl_tls_bootstrap(&self) -> &str {
+        self.sasl_bootstrap();
+        self.sasl_tls_bootstrap.as_deref().unwrap_or_else(|| {
+            panic!(
+                "{}/cluster.json has no sasl_tls_bootstrap: this cluster has no TLS listeners \
+                 (started with --no-tls?)",
+                self.dir.display()
+            )
+        })
+    }
+
+    /// The password of SASL user `user` (alice, bob or kaos) for PLAIN and SCRAM.
+    pub fn sasl_password(&self, user: &str) -> String {
+        self.sasl_bootstrap();
+        self.sasl["users"][user]
+            .as_str()
+            .unwrap_or_else(|| panic!("no SASL user {user} in cluster.json (users: {})", self.sasl["users"]))
+            .to_owned()
+    }
+
+    /// A Java client config (for a tool's --command-config) logging in as alice with `mechanism`
+    /// (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER) over SASL_PLAINTEXT, or SASL_SSL with
+    /// `tls` (a PEM truststore of the cluster's CA).
+    pub fn sasl_client_properties(&self, mechanism: &str, tls: bool) -> PathBuf {
+        if tls {
+            self.sasl_tls_bootstrap();
+        } else {
+            self.sasl_bootstrap();
+        }
+        let key = if tls { "tls_client_properties" } else { "client_properties" };
+        PathBuf::from(self.sasl[key][mechanism].as_str().unwrap_or_else(|| {
+            panic!("no sasl.{key}.{mechanism} in cluster.json (mechanisms: {})", self.sasl["mechanisms"])
+        }))
     }
 }
 

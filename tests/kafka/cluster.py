@@ -9,6 +9,8 @@ node is broker and controller), one JVM per node, started from the jars `make ka
     cluster.py start-node --dir DIR --id N                 # the same node again, waits until it is back
     cluster.py status --dir DIR                            # which nodes run, what Metadata says
     cluster.py tool --dir DIR CLASS|NAME [ARGS...]         # a Kafka tool, e.g. kafka-topics --list ...
+    cluster.py scram-user --dir DIR --name U --password P [--mechanism M]
+                                                           # a SCRAM user made with kafka-configs
 
 Python 3 standard library only (the system python3 runs it). Importable too: `Cluster.load(dir)`.
 
@@ -28,6 +30,25 @@ the key then the certificate chain). cluster.json then holds `tls_bootstrap` (ev
 listener), each node's `tls_port`, and `tls` (`ca`: the CA clients trust; `cert`, `key`,
 `keystore`; `client_properties`: a Java client config for the TLS listeners, for a tool's
 --command-config). Clients verify the host they dial: use 127.0.0.1 (or localhost).
+
+Each node also gets a SASL client listener, SASL (security protocol SASL_PLAINTEXT, a port of its
+own) and, with TLS, SASLTLS (SASL_SSL, the TLS listener's certificate and stores under
+`listener.name.sasltls.`). Both take the mechanisms PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and
+OAUTHBEARER (per listener: `listener.name.sasl.sasl.enabled.mechanisms`,
+`listener.name.sasl.<mechanism>.sasl.jaas.config`). The users (SASL_USERS) are alice/alice-secret,
+bob/bob-secret and kaos/kaos-secret (for a proxy that logs in itself): PLAIN's from the JAAS config,
+SCRAM's (both hashes) written into the cluster's bootstrap metadata at format time (`kafka-storage
+format --add-scram`: about 0.1 s per node; kafka-configs would cost a JVM, about 1 s, per user and
+mechanism), and checked with a SCRAM login on every node before `start` returns. OAUTHBEARER takes
+Kafka's unsecured JWS tokens (alg none; the default server callback handler,
+OAuthBearerUnsecuredValidatorCallbackHandler): the `sub` claim is the principal, any name, no
+password. No authorizer: whoever logs in may do anything; INTERNAL and CONTROLLER stay PLAINTEXT.
+`Cluster.add_scram_user` (`cluster.py scram-user`) makes another SCRAM user with `kafka-configs
+--alter --add-config` and waits until it logs in. cluster.json then holds `sasl_bootstrap` (every
+node's SASL listener), `sasl_tls_bootstrap` (null without TLS), each node's `sasl_port` (and
+`sasl_tls_port` with TLS), and `sasl`: `users` (name: password), `mechanisms`, and
+`client_properties` / `tls_client_properties` (mechanism: a Java client config logging in as alice,
+for a tool's --command-config; the latter null without TLS).
 """
 
 import argparse
@@ -291,6 +312,155 @@ def tls_setup(directory, tls_dir):
             "generated": generated}
 
 
+# --- SASL --------------------------------------------------------------------------------------
+
+# The listener names of the SASL client listeners (property prefixes listener.name.sasl. and
+# listener.name.sasltls.).
+SASL_LISTENER = "SASL"
+SASL_TLS_LISTENER = "SASLTLS"
+SASL_MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+SCRAM_MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-512"]
+# Every user logs in with PLAIN and both SCRAMs; kaos is for a proxy that logs in itself.
+SASL_USERS = {"alice": "alice-secret", "bob": "bob-secret", "kaos": "kaos-secret"}
+# The user of the Java client configs in cluster.json's sasl.client_properties.
+SASL_CLIENT_USER = "alice"
+
+
+def _jaas_quote(text):
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def sasl_listener_properties(listener, tls=None):
+    """The server.properties lines of SASL client listener `listener`: its mechanisms and their
+    JAAS configs, and with `tls` (tls_setup's files) its PEM stores."""
+    prefix = f"listener.name.{listener.lower()}."
+    plain_users = " ".join(f"user_{name}={_jaas_quote(password)}" for name, password in SASL_USERS.items())
+    lines = [
+        f"{prefix}sasl.enabled.mechanisms={','.join(SASL_MECHANISMS)}",
+        f"{prefix}plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f"{plain_users};",
+        *(f"{prefix}{mechanism.lower()}.sasl.jaas.config="
+          f"org.apache.kafka.common.security.scram.ScramLoginModule required;" for mechanism in SCRAM_MECHANISMS),
+        # Kafka 4.1 takes unsecured tokens with no more than this: the server callback handler is
+        # then OAuthBearerUnsecuredValidatorCallbackHandler, no allow-list property is involved.
+        # The sub option names the broker's own token (it logs "Retrieved token with principal
+        # kafka-broker"); brokers start and validate clients' tokens without it too.
+        f"{prefix}oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule "
+        f'required unsecuredLoginStringClaim_sub="kafka-broker";',
+    ]
+    if tls:
+        lines += [f"{prefix}ssl.keystore.type=PEM", f"{prefix}ssl.keystore.location={tls['keystore']}",
+                  f"{prefix}ssl.truststore.type=PEM", f"{prefix}ssl.truststore.location={tls['ca']}",
+                  f"{prefix}ssl.client.auth=none"]
+    return "\n".join(lines) + "\n"
+
+
+def sasl_client_jaas(mechanism, user, password):
+    if mechanism == "PLAIN":
+        module = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    elif mechanism in SCRAM_MECHANISMS:
+        module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    elif mechanism == "OAUTHBEARER":
+        # Kafka's unsecured login callback handler (the client's default) makes the token.
+        return ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                f"unsecuredLoginStringClaim_sub={_jaas_quote(user)};")
+    else:
+        raise ClusterError(f"no SASL mechanism {mechanism} (mechanisms: {SASL_MECHANISMS})")
+    return f"{module} required username={_jaas_quote(user)} password={_jaas_quote(password)};"
+
+
+def sasl_setup(directory, tls):
+    """DIR/sasl/client-<mechanism>.properties (SASL_PLAINTEXT) and, with `tls` (tls_setup's
+    files), DIR/sasl/client-tls-<mechanism>.properties (SASL_SSL): Java client configs logging
+    in as SASL_CLIENT_USER. Returns cluster.json's `sasl`."""
+    out = os.path.join(directory, "sasl")
+    os.makedirs(out, exist_ok=True)
+    user = SASL_CLIENT_USER
+    plain, secure = {}, {}
+    for mechanism in SASL_MECHANISMS:
+        jaas = sasl_client_jaas(mechanism, user, SASL_USERS[user])
+        for protocol, files, name in (("SASL_PLAINTEXT", plain, f"client-{mechanism.lower()}.properties"),
+                                      ("SASL_SSL", secure, f"client-tls-{mechanism.lower()}.properties")):
+            if protocol == "SASL_SSL" and not tls:
+                continue
+            path = os.path.join(out, name)
+            with open(path, "w") as f:
+                f.write(f"# A Java client of the {protocol} listeners as {user} with {mechanism} "
+                        f"(e.g. a tool's --command-config).\nsecurity.protocol={protocol}\n"
+                        f"sasl.mechanism={mechanism}\nsasl.jaas.config={jaas}\n")
+                if protocol == "SASL_SSL":
+                    f.write(f"ssl.truststore.type=PEM\nssl.truststore.location={tls['ca']}\n")
+            files[mechanism] = path
+    return {"users": dict(SASL_USERS), "mechanisms": list(SASL_MECHANISMS), "client_properties": plain,
+            "tls_client_properties": secure if tls else None}
+
+
+class SaslError(Exception):
+    """A SASL login the broker refused (or could not do): the error code and message it sent."""
+
+
+def _kafka_call(sock, api_key, version, body, correlation_id):
+    """One request with header v1 (every SASL request this file sends is not flexible); the
+    response after its correlation id."""
+    client_id = b"kaos-cluster-py"
+    header = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
+    sock.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+    (size,) = struct.unpack(">i", _read_exactly(sock, 4))
+    data = _read_exactly(sock, size)
+    (got,) = struct.unpack_from(">i", data, 0)
+    if got != correlation_id:
+        raise OSError(f"correlation id {got}, expected {correlation_id}")
+    return data[4:]
+
+
+def _sasl_authenticate(sock, token, correlation_id):
+    """SaslAuthenticate v1: the server's token, or SaslError."""
+    data = _kafka_call(sock, 36, 1, struct.pack(">i", len(token)) + token, correlation_id)
+    (error,) = struct.unpack_from(">h", data, 0)
+    message, pos = _string(data, 2)
+    (length,) = struct.unpack_from(">i", data, pos)
+    if error:
+        raise SaslError(f"SaslAuthenticate error {error}: {message}")
+    return data[pos + 4:pos + 4 + max(length, 0)]
+
+
+def scram_login(port, user, password, mechanism="SCRAM-SHA-512", timeout=5.0):
+    """Logs in as `user` with SCRAM (RFC 5802, no channel binding) on the SASL_PLAINTEXT listener
+    on `port`: SaslHandshake v1, then SaslAuthenticate. Returns when the broker accepted the
+    proof and proved it knows the credential; raises SaslError when it refused, OSError when it
+    could not be asked."""
+    import base64
+    import hashlib
+    import hmac
+    hash_name = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}[mechanism]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        name = mechanism.encode()
+        data = _kafka_call(s, 17, 1, struct.pack(">h", len(name)) + name, 1)
+        (error,) = struct.unpack_from(">h", data, 0)
+        if error:
+            raise SaslError(f"SaslHandshake {mechanism}: error {error}")
+        nonce = base64.b64encode(os.urandom(18)).decode()
+        escaped = user.replace("=", "=3D").replace(",", "=2C")
+        client_first = f"n={escaped},r={nonce}"
+        server_first = _sasl_authenticate(s, f"n,,{client_first}".encode(), 2).decode()
+        fields = dict(item.split("=", 1) for item in server_first.split(","))
+        if not fields.get("r", "").startswith(nonce):
+            raise SaslError(f"SCRAM: the server's nonce does not extend ours: {server_first}")
+        salted = hashlib.pbkdf2_hmac(hash_name, password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+        client_key = hmac.new(salted, b"Client Key", hash_name).digest()
+        stored_key = hashlib.new(hash_name, client_key).digest()
+        without_proof = f"c=biws,r={fields['r']}"
+        auth_message = f"{client_first},{server_first},{without_proof}".encode()
+        signature = hmac.new(stored_key, auth_message, hash_name).digest()
+        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+        server_final = _sasl_authenticate(s, f"{without_proof},p={proof}".encode(), 3).decode()
+        server_key = hmac.new(salted, b"Server Key", hash_name).digest()
+        expected = base64.b64encode(hmac.new(server_key, auth_message, hash_name).digest()).decode()
+        if server_final != f"v={expected}":
+            raise SaslError(f"SCRAM: the server's signature does not verify: {server_final}")
+
+
 # --- processes ---------------------------------------------------------------------------------
 
 def start_ticks(pid):
@@ -408,6 +578,32 @@ class Cluster:
         return (self.info.get("tls") or {}).get("ca")
 
     @property
+    def sasl_bootstrap(self):
+        """Every node's SASL_PLAINTEXT listener (`127.0.0.1:P1,...`)."""
+        return self.info["sasl_bootstrap"]
+
+    @property
+    def sasl_tls_bootstrap(self):
+        """Every node's SASL_SSL listener (`127.0.0.1:P1,...`), or None for a cluster without TLS."""
+        return self.info.get("sasl_tls_bootstrap")
+
+    @property
+    def sasl_users(self):
+        """{name: password} of the users who log in with PLAIN and SCRAM (OAUTHBEARER takes any name)."""
+        return dict(self.info["sasl"]["users"])
+
+    def sasl_client_properties(self, mechanism, tls=False):
+        """A Java client config (for a tool's --command-config) logging in as alice with
+        `mechanism` over SASL_PLAINTEXT, or SASL_SSL with `tls`."""
+        files = self.info["sasl"]["tls_client_properties" if tls else "client_properties"]
+        if files is None:
+            raise ClusterError(f"the cluster in {self.dir} has no SASL_SSL listeners (started with --no-tls)")
+        return files[mechanism]
+
+    def sasl_port(self, node_id, tls=False):
+        return self.node(node_id)["sasl_tls_port" if tls else "sasl_port"]
+
+    @property
     def node_ids(self):
         return [node["id"] for node in self.info["nodes"]]
 
@@ -435,18 +631,17 @@ class Cluster:
             raise ClusterError(f"{cls.json_path(directory)} exists: stop that cluster and use a fresh dir")
         os.makedirs(directory, exist_ok=True)
         tls_files = tls_setup(directory, tls_dir) if tls else None
-        per_node = 4 if tls else 3
-        ports = pick_ports(per_node * nodes)
+        sasl = sasl_setup(directory, tls_files)
+        names = ["port", "internal_port", "controller_port", "sasl_port",
+                 *(["tls_port", "sasl_tls_port"] if tls else [])]
+        ports = iter(pick_ports(len(names) * nodes))
         infos = []
         for i in range(nodes):
             node_id = i + 1
             node_dir = os.path.join(directory, f"node-{node_id}")
             infos.append({
                 "id": node_id,
-                "port": ports[per_node * i],
-                "internal_port": ports[per_node * i + 1],
-                "controller_port": ports[per_node * i + 2],
-                **({"tls_port": ports[per_node * i + 3]} if tls else {}),
+                **{name: next(ports) for name in names},
                 "pid": None,
                 "dir": node_dir,
                 "config": os.path.join(node_dir, "server.properties"),
@@ -462,6 +657,9 @@ class Cluster:
         if tls:
             info["tls_bootstrap"] = ",".join(f"127.0.0.1:{n['tls_port']}" for n in infos)
             info["tls"] = tls_files
+        info["sasl_bootstrap"] = ",".join(f"127.0.0.1:{n['sasl_port']}" for n in infos)
+        info["sasl_tls_bootstrap"] = ",".join(f"127.0.0.1:{n['sasl_tls_port']}" for n in infos) if tls else None
+        info["sasl"] = sasl
         info["nodes"] = infos
         cluster = cls(info)
         for path, text in ((cluster.node_log4j(), NODE_LOG4J), (cluster.tool_log4j(), TOOL_LOG4J)):
@@ -481,11 +679,16 @@ class Cluster:
         return os.path.join(self.dir, "log4j2-tool.xml")
 
     def format(self):
-        """Formats every node's storage with one new cluster id."""
+        """Formats every node's storage with one new cluster id, and the SCRAM credentials of
+        SASL_USERS in its bootstrap metadata (no JVM more than formatting takes anyway)."""
         cluster_id = self.tool_output("kafka-storage", ["random-uuid"]).strip()
         self.info["cluster_id"] = cluster_id
+        scram = []
+        for name, password in self.info["sasl"]["users"].items():
+            for mechanism in SCRAM_MECHANISMS:
+                scram += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
         for node in self.info["nodes"]:
-            result = self.tool("kafka-storage", ["format", "-t", cluster_id, "-c", node["config"]],
+            result = self.tool("kafka-storage", ["format", "-t", cluster_id, "-c", node["config"], *scram],
                                capture=True)
             if result.returncode != 0:
                 raise ClusterError(f"formatting node {node['id']} failed:\n{result.stdout}{result.stderr}")
@@ -529,7 +732,8 @@ class Cluster:
                         listed = set(metadata(node["port"])["brokers"])
                     except (OSError, struct.error):
                         continue
-                    if node.get("tls_port") and not accepts(node["tls_port"]):
+                    if not all(accepts(node[key]) for key in ("tls_port", "sasl_port", "sasl_tls_port")
+                               if node.get(key)):
                         continue
                     if want_brokers <= listed:
                         del waiting[node_id]
@@ -548,11 +752,54 @@ class Cluster:
         self.save()
         try:
             self._wait_ready(offsets, timeout, set(self.node_ids))
+            self.wait_scram_logins(self.sasl_users, SCRAM_MECHANISMS, begin + timeout)
         except BaseException:
             self.stop()
             raise
         self.info["started_in_seconds"] = round(time.monotonic() - begin, 1)
         self.save()
+
+    def wait_scram_logins(self, users, mechanisms, deadline):
+        """Waits until each of `users` ({name: password}) logs in with each of `mechanisms` on
+        every running node's SASL listener (a credential reaches each broker through the
+        metadata log)."""
+        pending = [(node, name, password, mechanism) for node in self.info["nodes"] if self.running(node)
+                   for name, password in users.items() for mechanism in mechanisms]
+        while pending:
+            failed = []
+            for node, name, password, mechanism in pending:
+                try:
+                    scram_login(node["sasl_port"], name, password, mechanism)
+                except (SaslError, OSError, struct.error, ValueError, KeyError) as error:
+                    failed.append((node, name, password, mechanism, error))
+            if not failed:
+                return
+            if time.monotonic() > deadline:
+                node, name, _, mechanism, error = failed[0]
+                raise ClusterError(f"{len(failed)} SCRAM logins still fail, e.g. {name} with {mechanism} on node "
+                                   f"{node['id']}: {error}")
+            pending = [entry[:4] for entry in failed]
+            time.sleep(0.2)
+
+    def add_scram_user(self, name, password, mechanism=None, timeout=60):
+        """Makes (or changes) SCRAM user `name` with `kafka-configs --alter --add-config
+        'SCRAM-SHA-512=[password=...]' --entity-type users --entity-name NAME` on the CLIENT
+        listener, for `mechanism` (SCRAM-SHA-256 or SCRAM-SHA-512; None: both), and waits until
+        the user logs in with it on every running node. Returns the seconds it took. One
+        kafka-configs (a JVM) per mechanism: Kafka 4.1 refuses both in one request ("A user
+        credential cannot be altered twice in the same request"). Only SCRAM: PLAIN's users are
+        fixed in the JAAS config."""
+        begin = time.monotonic()
+        mechanisms = SCRAM_MECHANISMS if mechanism is None else [mechanism]
+        for m in mechanisms:
+            if m not in SCRAM_MECHANISMS:
+                raise ClusterError(f"{m} is not a SCRAM mechanism ({SCRAM_MECHANISMS})")
+        for m in mechanisms:
+            self.tool_output("kafka-configs", ["--bootstrap-server", self.bootstrap, "--alter",
+                                               "--add-config", f"{m}=[password={password}]",
+                                               "--entity-type", "users", "--entity-name", name])
+        self.wait_scram_logins({name: password}, mechanisms, begin + timeout)
+        return time.monotonic() - begin
 
     def stop(self, grace=15.0):
         nodes = [node for node in self.info["nodes"] if node["pid"] is not None]
@@ -650,13 +897,17 @@ class Cluster:
 
 
 def node_properties(node, voters, nodes, tls=None):
-    """A node's server.properties; `tls` (tls_setup's files) adds the TLS client listener."""
+    """A node's server.properties; `tls` (tls_setup's files) adds the TLS and SASLTLS client
+    listeners (SASL is always there)."""
     replication = min(3, nodes)
     min_isr = 2 if replication == 3 else 1
     client = f"CLIENT://127.0.0.1:{node['port']}"
     internal = f"INTERNAL://127.0.0.1:{node['internal_port']}"
     if tls:
         client += f",{TLS_LISTENER}://127.0.0.1:{node['tls_port']}"
+    client += f",{SASL_LISTENER}://127.0.0.1:{node['sasl_port']}"
+    if tls:
+        client += f",{SASL_TLS_LISTENER}://127.0.0.1:{node['sasl_tls_port']}"
     prefix = f"listener.name.{TLS_LISTENER.lower()}."
     tls_lines = f"""
 # The TLS-only client listener: PEM stores, no client certificate asked for.
@@ -666,7 +917,11 @@ def node_properties(node, voters, nodes, tls=None):
 {prefix}ssl.truststore.location={tls['ca']}
 {prefix}ssl.client.auth=none
 """ if tls else ""
+    sasl_lines = ("\n# The SASL client listeners: PLAIN, SCRAM and OAUTHBEARER (unsecured tokens), no authorizer.\n"
+                  + sasl_listener_properties(SASL_LISTENER)
+                  + (sasl_listener_properties(SASL_TLS_LISTENER, tls) if tls else ""))
     protocols = ",".join(["CLIENT:PLAINTEXT", *([f"{TLS_LISTENER}:SSL"] if tls else []),
+                          f"{SASL_LISTENER}:SASL_PLAINTEXT", *([f"{SASL_TLS_LISTENER}:SASL_SSL"] if tls else []),
                           "INTERNAL:PLAINTEXT", "CONTROLLER:PLAINTEXT"])
     return f"""# Node {node['id']} of a {nodes}-node test cluster, written by tests/kafka/cluster.py.
 process.roles=broker,controller
@@ -675,7 +930,7 @@ controller.quorum.voters={voters}
 listeners={client},{internal},CONTROLLER://127.0.0.1:{node['controller_port']}
 advertised.listeners={client},{internal}
 listener.security.protocol.map={protocols}
-inter.broker.listener.name=INTERNAL{tls_lines}
+inter.broker.listener.name=INTERNAL{tls_lines}{sasl_lines}
 controller.listener.names=CONTROLLER
 log.dirs={node['data']}
 
@@ -780,6 +1035,12 @@ def main(argv):
         command.add_argument("--timeout", type=float, default=120)
     status = commands.add_parser("status")
     status.add_argument("--dir", required=True)
+    scram = commands.add_parser("scram-user", help="make a SCRAM user with kafka-configs, wait until it logs in")
+    scram.add_argument("--dir", required=True)
+    scram.add_argument("--name", required=True)
+    scram.add_argument("--password", required=True)
+    scram.add_argument("--mechanism", choices=SCRAM_MECHANISMS, help="default: both")
+    scram.add_argument("--timeout", type=float, default=60)
     tool = commands.add_parser("tool", help="run a Kafka tool: a main class or a bin/*.sh name")
     tool.add_argument("--dir", required=True)
     tool.add_argument("name")
@@ -799,6 +1060,8 @@ def main(argv):
             log(f"{options.nodes} nodes up in {time.monotonic() - begin:.1f} s (format {formatted:.1f} s, "
                 f"start {cluster.info['started_in_seconds']} s); bootstrap {cluster.bootstrap}"
                 + (f"; TLS bootstrap {cluster.tls_bootstrap} (CA {cluster.tls_ca})" if cluster.tls_bootstrap else "")
+                + f"; SASL bootstrap {cluster.sasl_bootstrap}"
+                + (f"; SASL_SSL bootstrap {cluster.sasl_tls_bootstrap}" if cluster.sasl_tls_bootstrap else "")
                 + f"; RSS: {rss}")
             print(Cluster.json_path(cluster.dir))
         elif options.command == "stop":
@@ -814,9 +1077,10 @@ def main(argv):
             for node in cluster.info["nodes"]:
                 up = cluster.running(node)
                 rss = f", RSS {rss_kib(node['pid']) // 1024} MiB" if up else ""
-                tls_port = f" tls_port {node['tls_port']}" if node.get("tls_port") else ""
+                ports = "".join(f" {key} {node[key]}" for key in ("tls_port", "sasl_port", "sasl_tls_port")
+                                if node.get(key))
                 print(f"node {node['id']}: {'up' if up else 'down'} pid {node['pid']} "
-                      f"port {node['port']}{tls_port}{rss}")
+                      f"port {node['port']}{ports}{rss}")
                 if up:
                     try:
                         view = metadata(node["port"])
@@ -824,6 +1088,10 @@ def main(argv):
                               f"{len(view['topics'])} topics")
                     except (OSError, struct.error) as error:
                         print(f"  metadata: {error}")
+        elif options.command == "scram-user":
+            seconds = Cluster.load(options.dir).add_scram_user(options.name, options.password, options.mechanism,
+                                                               options.timeout)
+            log(f"SCRAM user {options.name} ({options.mechanism or 'both mechanisms'}) logs in after {seconds:.1f} s")
         elif options.command == "tool":
             args = options.args[1:] if options.args[:1] == ["--"] else options.args
             # Runs in the foreground with this process's stdin (the console producer reads it).

@@ -149,14 +149,14 @@ class Kaos:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
-    def add_rule(self, feature, config, api_keys="PRODUCE", direction="REQUEST"):
-        status, answer = self.call("POST", f"/tenant/1-1/user/test@conduktor.io/feature/{feature}",
+    def add_rule(self, feature, config, api_keys="PRODUCE", direction="REQUEST", user="test@conduktor.io"):
+        status, answer = self.call("POST", f"/tenant/1-1/user/{user}/feature/{feature}",
                                    {"config": config, "direction": direction, "apiKeys": api_keys})
         assert status == 200, answer
         return answer
 
-    def delete_rule(self, feature, api_keys="PRODUCE", direction="REQUEST"):
-        path = f"/tenant/1-1/user/test@conduktor.io/feature/{feature}/apiKeys/{api_keys}/direction/{direction}"
+    def delete_rule(self, feature, api_keys="PRODUCE", direction="REQUEST", user="test@conduktor.io"):
+        path = f"/tenant/1-1/user/{user}/feature/{feature}/apiKeys/{api_keys}/direction/{direction}"
         status, answer = self.call("DELETE", path)
         assert status == 200, answer
 
@@ -195,7 +195,12 @@ def kafka_cluster():
     combined mode on loopback, tests/kafka/cluster.py), found through $KAOS_KAFKA_CLUSTER (its
     cluster.json). Shared by every test: make your own topics. It offers `bootstrap`, `node_ids`,
     `port(id)`, `tool(name, args, capture=True)`, and `with kafka_cluster.stopped_node(id):`,
-    which starts the node again when the block ends."""
+    which starts the node again when the block ends. Its SASL listeners (PLAIN, SCRAM-SHA-256,
+    SCRAM-SHA-512, OAUTHBEARER with unsecured tokens; no authorizer): `sasl_bootstrap`,
+    `sasl_tls_bootstrap` (SASL_SSL, trusting `tls_ca`; None without TLS), `sasl_users` ({name:
+    password}: alice, bob, kaos), `sasl_port(id, tls=False)`, `sasl_client_properties(mechanism,
+    tls=False)` (a Java client config as alice) and `add_scram_user(name, password, mechanism=None)`
+    (kafka-configs; returns once the user logs in on every node)."""
     path = os.environ.get("KAOS_KAFKA_CLUSTER")
     if not path:
         pytest.fail("KAOS_KAFKA_CLUSTER is not set: this test needs the Apache Kafka cluster that `make test` "

@@ -203,7 +203,9 @@ struct Pass<const MIN: usize> {
 }
 
 impl<const MIN: usize> Router for Pass<MIN> {
-    const MIN_BODY: usize = MIN;
+    fn min_body(&self) -> usize {
+        MIN
+    }
 
     fn on_frame(&mut self, body_len: usize, head: &[u8], read_at: Instant) -> Result<Verdict, ProtocolError> {
         self.seen.push((body_len, head.to_vec(), read_at));
@@ -229,7 +231,9 @@ impl Gather {
 }
 
 impl Router for Gather {
-    const MIN_BODY: usize = 1;
+    fn min_body(&self) -> usize {
+        1
+    }
 
     fn on_frame(&mut self, _body_len: usize, _head: &[u8], _at: Instant) -> Result<Verdict, ProtocolError> {
         assert!(!self.waiting, "on_frame called again for a frame judged Whole");
@@ -254,7 +258,9 @@ struct Holding {
 }
 
 impl Router for Holding {
-    const MIN_BODY: usize = 1;
+    fn min_body(&self) -> usize {
+        1
+    }
 
     fn on_frame(&mut self, _body_len: usize, _head: &[u8], _at: Instant) -> Result<Verdict, ProtocolError> {
         if self.hold && self.forwarded >= self.pass {
@@ -277,7 +283,9 @@ struct Header {
 }
 
 impl Router for Header {
-    const MIN_BODY: usize = 4;
+    fn min_body(&self) -> usize {
+        4
+    }
 
     fn on_frame(&mut self, _body_len: usize, head: &[u8], _at: Instant) -> Result<Verdict, ProtocolError> {
         self.heads.push(head.len());
@@ -325,7 +333,9 @@ struct Tagged {
 }
 
 impl Router for Tagged {
-    const MIN_BODY: usize = 1;
+    fn min_body(&self) -> usize {
+        1
+    }
 
     fn on_frame(&mut self, _body_len: usize, head: &[u8], _at: Instant) -> Result<Verdict, ProtocolError> {
         assert!(self.gathering.is_none(), "on_frame called again for a frame judged Whole");
