@@ -82,19 +82,7 @@ fn java_console_clients_over_tls_through_kaos_to_the_tls_listeners() {
 #[test]
 fn java_console_clients_with_scram_over_sasl_ssl_through_kaos() {
     let cluster = KafkaCluster::shared();
-    let certs = Certs::generate();
-    let kaos = Kaos::start(
-        cluster.sasl_tls_bootstrap(),
-        &[
-            "--tls-cert",
-            &path_str(&certs.server_cert),
-            "--tls-key",
-            &path_str(&certs.server_key),
-            "--upstream-tls",
-            "--upstream-ca",
-            &path_str(&cluster.tls().ca),
-        ],
-    );
+    let (kaos, certs) = cluster.kaos_with_tls_to_sasl_ssl();
     let mut properties = java_ssl(&path_str(&certs.ca));
     properties[0] = "security.protocol=SASL_SSL".into();
     properties.push("sasl.mechanism=SCRAM-SHA-512".into());

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Certs, KafkaCluster, Kaos, NO_RETRIES, RawKafka, path_str, producer, send_one, wait_until};
+use common::{KafkaCluster, Kaos, NO_RETRIES, RawKafka, path_str, producer, send_one, wait_until};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, SaslHandshakeRequest,
     SaslHandshakeResponse,
@@ -87,19 +87,7 @@ fn oauthbearer_passes_through_and_rules_find_the_user() {
 #[test]
 fn scram_over_tls_on_both_sides_passes_through() {
     let cluster = KafkaCluster::shared();
-    let certs = Certs::generate();
-    let kaos = Kaos::start(
-        cluster.sasl_tls_bootstrap(),
-        &[
-            "--tls-cert",
-            &path_str(&certs.server_cert),
-            "--tls-key",
-            &path_str(&certs.server_key),
-            "--upstream-tls",
-            "--upstream-ca",
-            &path_str(&cluster.tls().ca),
-        ],
-    );
+    let (kaos, certs) = cluster.kaos_with_tls_to_sasl_ssl();
     a_rule_for_one_user_hits_only_that_user(&kaos, "SCRAM-SHA-256", Some(&path_str(&certs.ca)));
 }
 

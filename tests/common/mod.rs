@@ -1248,6 +1248,19 @@ impl KafkaCluster {
     }
 
     /// The password of SASL user `user` (alice, bob or kaos) for PLAIN and SCRAM.
+    /// A kaos that speaks TLS to its clients (its certificate from the returned `Certs`) and
+    /// TLS to the SASL_SSL listeners, passing SASL through.
+    pub fn kaos_with_tls_to_sasl_ssl(&self) -> (Kaos, Certs) {
+        let certs = Certs::generate();
+        let (cert, key, ca) =
+            (path_str(&certs.server_cert), path_str(&certs.server_key), path_str(&self.tls().ca));
+        let kaos = Kaos::start(
+            self.sasl_tls_bootstrap(),
+            &["--tls-cert", &cert, "--tls-key", &key, "--upstream-tls", "--upstream-ca", &ca],
+        );
+        (kaos, certs)
+    }
+
     pub fn sasl_password(&self, user: &str) -> String {
         self.sasl_bootstrap();
         self.sasl["users"][user]
