@@ -495,6 +495,7 @@ fn log_end(metrics: &ShardMetrics, end: End, peer: &str, upstream: &str) {
     match end {
         End::ClientClosed => debug!(%peer, %upstream, "client closed; broker side closed"),
         End::Drained => debug!(%peer, %upstream, "drained for shutdown"),
+        End::ClosedByFault => debug!(%peer, %upstream, "closed by a no-response rule (closeAfterMs)"),
         End::BrokerClosed => info!(%peer, %upstream, "broker closed the connection; client closed"),
         End::ClientMalformed(why) => {
             metrics.connections_rejected.add(1);

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::config::{ConfigError, Configurable};
 use super::errors::KafkaError;
 use super::outage::{self, WindowScope, Windows};
-use super::{Effect, Fault, FaultConfig, FaultContext};
+use super::{Direction, Effect, Fault, FaultConfig, FaultContext};
 
 /// How long a broker stays broken when neither `brokenMs` nor a latency is given.
 const DEFAULT_BROKEN_MS: u64 = 3000;
@@ -54,6 +54,8 @@ impl FaultConfig for BrokenBroker {
     const SUMMARY: &'static str =
         "Breaks a broker for a while: Produce or Fetch requests get broker errors instead of being forwarded.";
     const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce, ApiKey::Fetch];
+    /// RESPONSE: the broker applies the request and the client gets the error instead.
+    const DIRECTIONS: &'static [Direction] = &[Direction::Request, Direction::Response];
 }
 
 impl Fault for BrokenBroker {

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::config::{ConfigError, Configurable};
 use super::errors::KafkaError;
 use super::outage::{self, WindowScope, Windows};
-use super::{Effect, Fault, FaultConfig, FaultContext};
+use super::{Direction, Effect, Fault, FaultConfig, FaultContext};
 
 /// How long an election lasts when neither `electionMs` nor a latency is given: a controlled
 /// leader change and the metadata refresh that follows take about this long.
@@ -75,6 +75,8 @@ impl FaultConfig for LeaderElection {
     const SUMMARY: &'static str =
         "Starts leader elections: a partition's Produce or Fetch requests fail with leader-change errors for a while.";
     const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce, ApiKey::Fetch];
+    /// RESPONSE: the broker applies the request and the client gets the error instead.
+    const DIRECTIONS: &'static [Direction] = &[Direction::Request, Direction::Response];
 }
 
 impl Fault for LeaderElection {

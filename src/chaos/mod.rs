@@ -45,6 +45,7 @@ registry! {
     broken_broker::BrokenBroker,
     duplicate_resource::DuplicateResource,
     leader_election::LeaderElection,
+    no_response::NoResponse,
     random_bytes::RandomBytes,
     slow_broker::SlowBroker,
     slow_topic::SlowTopic,
@@ -56,12 +57,17 @@ registry! {
 pub enum Effect {
     /// Hold the request (direction REQUEST) or its response (RESPONSE) this long.
     Delay(Duration),
-    /// Do not forward the request; answer every partition with `error` after `after`.
+    /// Answer every partition with `error` after `after`: instead of forwarding the request
+    /// (direction REQUEST), or in place of the broker's answer to it (RESPONSE: the broker
+    /// applied it, the client does not learn so).
     Fail { error: i16, after: Duration },
     /// Deliver the request to the broker twice.
     Duplicate,
     /// This many records of the decoded request were changed.
     Rewrote(u64),
+    /// Never answer the request (direction REQUEST: nor forward it); close the connection this
+    /// long after it arrived, when set.
+    NoResponse { close_after: Option<Duration> },
 }
 
 /// What a fault may look at and change.

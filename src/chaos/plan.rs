@@ -60,6 +60,11 @@ struct Fired {
 pub struct Outcome {
     /// Answer locally instead of forwarding: the response frame and how long to wait first.
     pub answer: Option<(BytesMut, Duration)>,
+    /// Forward, but answer with this frame in place of the broker's response, this long after it.
+    pub replace_response: Option<(BytesMut, Duration)>,
+    /// Never answer (see `Effect::NoResponse`): whether the broker sees the request, and when
+    /// to close the connection.
+    pub no_response: Option<NoResponse>,
     /// Deliver the request to the broker twice.
     pub duplicate: bool,
     /// Hold the request this long before forwarding it.
@@ -73,6 +78,14 @@ pub struct Outcome {
     pub failed_produce: Option<(ProduceRequest, i16)>,
     /// Each fault that acted, for the metrics.
     pub applied: Vec<(&'static FaultSpec, Effect)>,
+}
+
+/// A request that gets no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoResponse {
+    /// RESPONSE: forwarded, and its answer swallowed; REQUEST: never forwarded.
+    pub forwarded: bool,
+    pub close_after: Option<Duration>,
 }
 
 enum Decoded {
@@ -159,7 +172,9 @@ impl Plan {
                     Direction::Request => outcome.request_delay = outcome.request_delay.max(*delay),
                     Direction::Response => outcome.response_delay = outcome.response_delay.max(*delay),
                 },
-                Effect::Fail { error, after } if outcome.answer.is_none() => {
+                Effect::Fail { error, after }
+                    if outcome.answer.is_none() && outcome.replace_response.is_none() =>
+                {
                     let frame = match &decoded {
                         Some(Decoded::Produce(_, produce)) => respond::failed_produce(
                             produce,
@@ -173,11 +188,20 @@ impl Plan {
                         // Faults that fail requests ask for the body, so this is not reached.
                         None => continue,
                     }?;
-                    outcome.answer = Some((frame, *after));
-                    failed_with = *error;
+                    match rule.key.direction {
+                        Direction::Request => {
+                            outcome.answer = Some((frame, *after));
+                            failed_with = *error;
+                        }
+                        Direction::Response => outcome.replace_response = Some((frame, *after)),
+                    }
                 }
                 Effect::Fail { .. } => {}
                 Effect::Duplicate => outcome.duplicate = true,
+                Effect::NoResponse { close_after } => {
+                    let forwarded = rule.key.direction == Direction::Response;
+                    outcome.no_response.get_or_insert(NoResponse { forwarded, close_after: *close_after });
+                }
                 Effect::Rewrote(_) => rewrote = true,
             }
             outcome.applied.push((rule.spec, effect));
@@ -266,7 +290,11 @@ mod tests {
     const TOPIC_ID: [u8; 16] = [9; 16];
 
     fn rules(feature: &str, config: &str) -> RuleSet {
-        let body = format!(r#"{{"config":{config},"direction":"REQUEST","apiKeys":"PRODUCE"}}"#);
+        rules_in(feature, config, "REQUEST")
+    }
+
+    fn rules_in(feature: &str, config: &str, direction: &str) -> RuleSet {
+        let body = format!(r#"{{"config":{config},"direction":"{direction}","apiKeys":"PRODUCE"}}"#);
         let rule = Rule::from_request("t", "u", feature, body.as_bytes()).unwrap();
         RuleSet::new(vec![Arc::new(rule)])
     }
@@ -341,6 +369,33 @@ mod tests {
             assert_eq!(header.correlation_id, 17);
             let response = ProduceResponse::decode(&mut body, version).unwrap();
             assert_eq!(response.responses[0].partition_responses[0].error_code, 6, "v{version}");
+        }
+    }
+
+    #[test]
+    fn response_failures_replace_the_brokers_answer_and_hold_nothing() {
+        for feature in ["broken-broker", "leader-election"] {
+            let broken = rules_in(feature, r#"{"errors":["NOT_LEADER_OR_FOLLOWER"]}"#, "RESPONSE");
+            let outcome = carry(&broken, 9, &[b"x"]);
+            assert!(outcome.answer.is_none(), "{feature}: forwarded");
+            assert!(
+                outcome.failed_produce.is_none(),
+                "{feature}: the broker saw it: no sequence gap to guard"
+            );
+            let (frame, _) = outcome.replace_response.expect("an answer in place of the broker's");
+            let mut body = frame.freeze().slice(4..);
+            ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(9)).unwrap();
+            let response = ProduceResponse::decode(&mut body, 9).unwrap();
+            assert_eq!(response.responses[0].partition_responses[0].error_code, 6, "{feature}");
+        }
+    }
+
+    #[test]
+    fn no_response_says_whether_the_broker_sees_the_request() {
+        for (direction, forwarded) in [("REQUEST", false), ("RESPONSE", true)] {
+            let outcome = carry(&rules_in("no-response", r#"{"closeAfterMs":40}"#, direction), 9, &[b"x"]);
+            let close_after = Some(Duration::from_millis(40));
+            assert_eq!(outcome.no_response, Some(NoResponse { forwarded, close_after }), "{direction}");
         }
     }
 

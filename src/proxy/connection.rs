@@ -44,6 +44,8 @@ pub enum End {
     ClientClosed,
     BrokerClosed,
     Drained,
+    /// A fault closed it (no-response's `closeAfterMs`).
+    ClosedByFault,
     /// The client sent something that is not Kafka, or a frame over the limit.
     ClientMalformed(LaneError),
     /// The broker sent something kaos cannot relay safely.
@@ -83,6 +85,8 @@ struct RequestSide<'a> {
     pending: Option<Pending>,
     /// Correlation ids for duplicates: negative, apart from the client's.
     next_copy_id: i32,
+    /// When a fault closes the connection (no-response's `closeAfterMs`).
+    close_at: Option<Instant>,
 }
 
 struct Pending {
@@ -100,6 +104,8 @@ struct Pending {
 enum Gathering {
     /// The client must not see it.
     Drop,
+    /// The client gets `frame` in its place, not before `release`.
+    Replace { frame: BytesMut, release: Instant },
     /// Relay it, rewritten if it carries addresses, not before `release`.
     Relay { request: InFlight, release: Option<Instant> },
 }
@@ -129,6 +135,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 rng: fastrand::Rng::new(),
                 pending: None,
                 next_copy_id: i32::MIN,
+                close_at: None,
             },
             identity: Identity::new(&config.oauth_principal_claim),
             gathering: None,
@@ -196,6 +203,9 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
             {
                 return Poll::Ready(End::Drained);
             }
+            if self.request_side.close_at.is_some_and(|at| Instant::now() >= at) {
+                return Poll::Ready(End::ClosedByFault);
+            }
             if !up.any() && !down.any() && !injected && !self.timer_fired(cx) {
                 return Poll::Pending;
             }
@@ -206,13 +216,10 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
 
     /// Arms a timer for the earliest held lane; true when that moment has already come.
     fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = match (self.requests.held_until(), self.responses.held_until()) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => {
-                self.timer = None;
-                return false;
-            }
+        let held = [self.requests.held_until(), self.responses.held_until(), self.request_side.close_at];
+        let Some(deadline) = held.into_iter().flatten().min() else {
+            self.timer = None;
+            return false;
         };
         if self.timer.as_ref().is_none_or(|(at, _)| *at != deadline) {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -417,6 +424,18 @@ impl Router for RequestRouter<'_, '_> {
         for &(fault, ref effect) in &outcome.applied {
             shard.metrics.count_effect(fault, effect);
         }
+        if let Some(hang) = outcome.no_response {
+            if let Some(close_after) = hang.close_after {
+                let at = arrived + close_after;
+                self.side.close_at = Some(self.side.close_at.map_or(at, |earlier| earlier.min(at)));
+            }
+            if !hang.forwarded {
+                if expects_response {
+                    self.push(request, true, Reply::Hung);
+                }
+                return Ok(Emit::frames(Vec::new(), None));
+            }
+        }
         if let Some((answer, after)) = outcome.answer {
             // Not forwarded: kaos answers in the request's place (nothing at all under acks=0).
             if expects_response {
@@ -431,7 +450,12 @@ impl Router for RequestRouter<'_, '_> {
             }
             return Ok(Emit::frames(Vec::new(), None));
         }
-        self.push(request, expects_response, Reply::Upstream { delay: outcome.response_delay });
+        let reply = match (outcome.no_response, outcome.replace_response) {
+            (Some(_), _) => Reply::Withheld,
+            (None, Some((frame, after))) => Reply::Replace { frame, after },
+            (None, None) => Reply::Upstream { delay: outcome.response_delay },
+        };
+        self.push(request, expects_response, reply);
         let not_before = (!outcome.request_delay.is_zero()).then(|| arrived + outcome.request_delay);
         match (outcome.rewritten, outcome.duplicate) {
             (None, false) => Ok(Emit::original(not_before)),
@@ -477,7 +501,7 @@ impl Router for ResponseRouter<'_, '_> {
             self.identity.on_raw_answer(body_len);
             return Ok(Verdict::Forward);
         }
-        if self.in_flight.front_is_local() {
+        if self.in_flight.front_is_local() || self.in_flight.is_hung() {
             return Ok(Verdict::Hold);
         }
         let Some(correlation_id) = frame::response_correlation_id(head) else {
@@ -498,7 +522,18 @@ impl Router for ResponseRouter<'_, '_> {
                 return Ok(Verdict::Whole);
             }
             Reply::Upstream { delay } => delay,
-            Reply::Local { .. } => return Err(ProtocolError::Lost("a local answer reached the broker side")),
+            Reply::Replace { frame, after } => {
+                *self.gathering = Some(Gathering::Replace { frame, release: Instant::now() + after });
+                return Ok(Verdict::Whole);
+            }
+            Reply::Withheld => {
+                *self.gathering = Some(Gathering::Drop);
+                self.in_flight.hang(request);
+                return Ok(Verdict::Whole);
+            }
+            Reply::Local { .. } | Reply::Hung => {
+                return Err(ProtocolError::Lost("a request kaos answers reached the broker side"));
+            }
         };
         let seen_whole = rewrite::needs_rewrite(request.api_key, request.api_version)
             || Identity::is_revealing(request.api_key);
@@ -514,6 +549,9 @@ impl Router for ResponseRouter<'_, '_> {
         let (request, release) = match self.gathering.take() {
             Some(Gathering::Relay { request, release }) => (request, release),
             Some(Gathering::Drop) => return Ok(Emit::frames(Vec::new(), None)),
+            Some(Gathering::Replace { frame, release }) => {
+                return Ok(Emit::frames(vec![frame], Some(release)));
+            }
             None => return Err(ProtocolError::Lost("a response gathered without its request")),
         };
         if Identity::is_revealing(request.api_key) {

@@ -42,6 +42,14 @@ pub enum Reply {
     Local { frame: BytesMut, ready_at: Instant, failed: Vec<PartitionKey> },
     /// The broker answers a copy kaos made; the client never sees that response.
     Swallow,
+    /// The broker answers, and the client gets `frame` in its place, `after` later (the broker
+    /// applied the request; the client is told it failed).
+    Replace { frame: BytesMut, after: Duration },
+    /// Nobody answers (the broker never saw the request): every response behind it waits, as
+    /// behind a hung broker, until the connection closes.
+    Hung,
+    /// The broker answers, kaos swallows the answer, and the connection hangs from there.
+    Withheld,
 }
 
 #[derive(Debug)]
@@ -143,6 +151,16 @@ impl InFlightQueue {
     /// Whether the oldest request is answered by kaos, so broker responses must wait.
     pub fn front_is_local(&self) -> bool {
         matches!(self.entries.front(), Some(InFlight { reply: Reply::Local { .. }, .. }))
+    }
+
+    /// Whether the oldest request will never be answered: nothing behind it may leave.
+    pub fn is_hung(&self) -> bool {
+        matches!(self.entries.front(), Some(InFlight { reply: Reply::Hung, .. }))
+    }
+
+    /// Hangs the connection at `entry`, a request whose answer was withheld.
+    pub fn hang(&mut self, entry: InFlight) {
+        self.entries.push_front(InFlight { reply: Reply::Hung, ..entry });
     }
 
     /// Takes the oldest request if kaos answers it: its frame and when it may leave.

@@ -402,22 +402,27 @@ impl RawKafka {
 /// Writes a one-record Produce (v9, acks=all) to partition 0 of `topic` and returns the
 /// partition's error code.
 pub fn produce_one(client: &mut RawKafka, topic: &str) -> i16 {
-    let frame =
-        kaos_testkit::Produce::new(9)
-            .correlation_id(1)
-            .client_id("raw")
-            .acks(-1)
-            .timeout_ms(5000)
-            .topic(kaos_testkit::Topic::new(topic, [0; 16]).partition(
-                0,
-                kaos_testkit::batch(kafka_protocol::records::Compression::None, &[b"raw"], -1, -1),
-            ))
-            .frame();
-    client.send_frame(&frame);
+    client.send_frame(&produce_frame(topic));
     let mut body = client.read_frame().expect("a Produce response");
     ResponseHeader::decode(&mut body, 1).unwrap();
     let response = kafka_protocol::messages::ProduceResponse::decode(&mut body, 9).unwrap();
     response.responses[0].partition_responses[0].error_code
+}
+
+/// A one-record Produce (v9, acks=all, correlation id 1) to partition 0 of `topic`.
+pub fn produce_frame(topic: &str) -> Bytes {
+    kaos_testkit::Produce::new(9)
+        .correlation_id(1)
+        .client_id("raw")
+        .acks(-1)
+        .timeout_ms(5000)
+        .topic(
+            kaos_testkit::Topic::new(topic, [0; 16]).partition(
+                0,
+                kaos_testkit::batch(kafka_protocol::records::Compression::None, &[b"raw"], -1, -1),
+            ),
+        )
+        .frame()
 }
 
 /// A file of the test run's own with `content` (for secrets and users files, which kaos takes
