@@ -10,6 +10,7 @@
 //! The data path turns effects into frames in `proxy::connection`, keeping responses in request
 //! order.
 
+pub mod alter;
 pub mod config;
 pub mod errors;
 pub mod outage;
@@ -46,6 +47,8 @@ registry! {
     duplicate_resource::DuplicateResource,
     leader_election::LeaderElection,
     no_response::NoResponse,
+    hide_broker::HideBroker,
+    wrong_leader::WrongLeader,
     random_bytes::RandomBytes,
     slow_broker::SlowBroker,
     slow_topic::SlowTopic,
@@ -68,6 +71,10 @@ pub enum Effect {
     /// Never answer the request (direction REQUEST: nor forward it); close the connection this
     /// long after it arrived, when set.
     NoResponse { close_after: Option<Duration> },
+    /// Change the broker's answer on its way to the client (see [`Fault::alter`]).
+    AlterResponse,
+    /// The broker's answer was changed in this many places (brokers, partitions).
+    Altered(u64),
 }
 
 /// What a fault may look at and change.
@@ -112,6 +119,18 @@ pub trait Fault: Send + Sync + Debug {
 
     /// Applies the fault to one request; `None` when it had nothing to act on.
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect>;
+
+    /// For a fault that changes the broker's answer rather than the request: changes it, and
+    /// says how (`Effect::Altered`); `None` when it found nothing to change. Its `apply` returns
+    /// `Effect::AlterResponse`, and its rule's topics filter what it changes in the answer.
+    fn alter(&self, _response: &mut alter::Response<'_>, _topics: &TopicFilter) -> Option<Effect> {
+        None
+    }
+
+    /// Whether it changes answers (see [`Fault::alter`]).
+    fn alters_responses(&self) -> bool {
+        false
+    }
 }
 
 /// A fault's declaration: its config type says what the fault is called, where it acts, and what
@@ -257,6 +276,7 @@ mod tests {
             for field in fields.iter().filter(|f| f["required"] == true) {
                 let sample = match field["type"].as_str() {
                     Some("integer") => json!(1),
+                    Some("array") => json!([1]),
                     _ => json!("x"),
                 };
                 given.insert(field["name"].as_str().unwrap().to_owned(), sample);

@@ -65,6 +65,8 @@ pub struct Outcome {
     /// Never answer (see `Effect::NoResponse`): whether the broker sees the request, and when
     /// to close the connection.
     pub no_response: Option<NoResponse>,
+    /// Rules whose faults change the broker's answer on its way back (see `alter`).
+    pub alter_response: Vec<Arc<Rule>>,
     /// Deliver the request to the broker twice.
     pub duplicate: bool,
     /// Hold the request this long before forwarding it.
@@ -145,7 +147,11 @@ impl Plan {
         let mut failed_with = 0;
         for Fired { rule, rolled } in &self.fired {
             let topics = &rule.common.topics;
-            if !topics.is_empty() && !partitions.iter().any(|(topic, _)| topics.matches(topic)) {
+            let filters_request = !rule.fault.alters_responses();
+            if filters_request
+                && !topics.is_empty()
+                && !partitions.iter().any(|(topic, _)| topics.matches(topic))
+            {
                 continue;
             }
             let mut window = None;
@@ -198,6 +204,12 @@ impl Plan {
                 }
                 Effect::Fail { .. } => {}
                 Effect::Duplicate => outcome.duplicate = true,
+                Effect::AlterResponse => {
+                    // Counted when the answer comes back and something in it changed.
+                    outcome.alter_response.push(rule.clone());
+                    continue;
+                }
+                Effect::Altered(_) => {}
                 Effect::NoResponse { close_after } => {
                     let forwarded = rule.key.direction == Direction::Response;
                     outcome.no_response.get_or_insert(NoResponse { forwarded, close_after: *close_after });

@@ -178,7 +178,8 @@ impl Rule {
 
     /// Whether the request must be decoded before this rule can act.
     pub fn needs_body(&self) -> bool {
-        !self.common.topics.is_empty() || self.fault.needs_request()
+        // A fault that alters answers filters topics in the answer, not in the request.
+        (!self.common.topics.is_empty() && !self.fault.alters_responses()) || self.fault.needs_request()
     }
 
     /// The body that creates this rule again: what the rules file keeps.

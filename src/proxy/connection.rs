@@ -25,7 +25,7 @@ use super::lane::{Emit, Lane, LaneError, ProtocolError, Router, Verdict};
 use super::rewrite::{self, Learned};
 use crate::chaos::plan::{Plan, Scope};
 use crate::chaos::scope::ClientScopes;
-use crate::chaos::{RuleSet, respond};
+use crate::chaos::{Rule, RuleSet, alter, respond};
 use crate::shard::Shard;
 use crate::wire::batches::produce_batches;
 use crate::wire::codec::decode_request;
@@ -106,8 +106,9 @@ enum Gathering {
     Drop,
     /// The client gets `frame` in its place, not before `release`.
     Replace { frame: BytesMut, release: Instant },
-    /// Relay it, rewritten if it carries addresses, not before `release`.
-    Relay { request: InFlight, release: Option<Instant> },
+    /// Relay it, rewritten if it carries addresses and altered by `alter`'s faults, not before
+    /// `release`.
+    Relay { request: InFlight, release: Option<Instant>, alter: Vec<Arc<Rule>> },
 }
 
 impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> Connection<'a, C, B> {
@@ -450,10 +451,14 @@ impl Router for RequestRouter<'_, '_> {
             }
             return Ok(Emit::frames(Vec::new(), None));
         }
+        let delay = outcome.response_delay;
         let reply = match (outcome.no_response, outcome.replace_response) {
             (Some(_), _) => Reply::Withheld,
             (None, Some((frame, after))) => Reply::Replace { frame, after },
-            (None, None) => Reply::Upstream { delay: outcome.response_delay },
+            (None, None) if !outcome.alter_response.is_empty() => {
+                Reply::Alter { delay, rules: outcome.alter_response }
+            }
+            (None, None) => Reply::Upstream { delay },
         };
         self.push(request, expects_response, reply);
         let not_before = (!outcome.request_delay.is_zero()).then(|| arrived + outcome.request_delay);
@@ -507,7 +512,7 @@ impl Router for ResponseRouter<'_, '_> {
         let Some(correlation_id) = frame::response_correlation_id(head) else {
             return Ok(Verdict::NeedMore);
         };
-        let request = match self.in_flight.complete(correlation_id)? {
+        let mut request = match self.in_flight.complete(correlation_id)? {
             Answer::Unexpected => {
                 *self.gathering = Some(Gathering::Drop);
                 return Ok(Verdict::Whole);
@@ -516,12 +521,14 @@ impl Router for ResponseRouter<'_, '_> {
         };
         let micros = request.sent_at.elapsed().as_micros();
         self.shard.latency.record(request.api_key, u64::try_from(micros).unwrap_or(u64::MAX));
-        let delay = match request.reply {
+        let reply = std::mem::replace(&mut request.reply, Reply::Upstream { delay: Duration::ZERO });
+        let (delay, alter) = match reply {
             Reply::Swallow => {
                 *self.gathering = Some(Gathering::Drop);
                 return Ok(Verdict::Whole);
             }
-            Reply::Upstream { delay } => delay,
+            Reply::Upstream { delay } => (delay, Vec::new()),
+            Reply::Alter { delay, rules } => (delay, rules),
             Reply::Replace { frame, after } => {
                 *self.gathering = Some(Gathering::Replace { frame, release: Instant::now() + after });
                 return Ok(Verdict::Whole);
@@ -536,18 +543,19 @@ impl Router for ResponseRouter<'_, '_> {
             }
         };
         let seen_whole = rewrite::needs_rewrite(request.api_key, request.api_version)
-            || Identity::is_revealing(request.api_key);
+            || Identity::is_revealing(request.api_key)
+            || !alter.is_empty();
         if delay.is_zero() && !seen_whole {
             return Ok(Verdict::Forward);
         }
         let release = (!delay.is_zero()).then(|| Instant::now() + delay);
-        *self.gathering = Some(Gathering::Relay { request, release });
+        *self.gathering = Some(Gathering::Relay { request, release, alter });
         Ok(Verdict::Whole)
     }
 
     fn on_whole(&mut self, body: &[u8]) -> Result<Emit, ProtocolError> {
-        let (request, release) = match self.gathering.take() {
-            Some(Gathering::Relay { request, release }) => (request, release),
+        let (request, release, alter) = match self.gathering.take() {
+            Some(Gathering::Relay { request, release, alter }) => (request, release, alter),
             Some(Gathering::Drop) => return Ok(Emit::frames(Vec::new(), None)),
             Some(Gathering::Replace { frame, release }) => {
                 return Ok(Emit::frames(vec![frame], Some(release)));
@@ -557,7 +565,7 @@ impl Router for ResponseRouter<'_, '_> {
         if Identity::is_revealing(request.api_key) {
             self.identity.on_response(request.api_key, request.api_version, body)?;
         }
-        if !rewrite::needs_rewrite(request.api_key, request.api_version) {
+        if !rewrite::needs_rewrite(request.api_key, request.api_version) && alter.is_empty() {
             return Ok(Emit::original(release));
         }
         let mut learned = Learned::default();
@@ -590,7 +598,32 @@ impl Router for ResponseRouter<'_, '_> {
                 );
             }
         }
-        Ok(Emit::frames(vec![relayed.frame], release))
+        Ok(Emit::frames(vec![self.altered(&request, relayed.frame, &alter)], release))
+    }
+}
+
+impl ResponseRouter<'_, '_> {
+    /// The answer as the faults of `rules` change it; unchanged when they change nothing or kaos
+    /// cannot decode it (counted, and logged as for requests).
+    fn altered(&self, request: &InFlight, frame: BytesMut, rules: &[Arc<Rule>]) -> BytesMut {
+        let Some(api) = ApiKey::try_from(request.api_key).ok().filter(|_| !rules.is_empty()) else {
+            return frame;
+        };
+        let metrics = &self.shard.metrics;
+        match alter::alter(api, request.api_version, &frame, rules) {
+            Ok(Some((altered, applied))) => {
+                for (fault, effect) in &applied {
+                    metrics.count_effect(fault, effect);
+                }
+                altered
+            }
+            Ok(None) => frame,
+            Err(why) => {
+                metrics.chaos_undecodable.add(1);
+                warn!(api = request.api_key, version = request.api_version, error = %why, "chaos rule skipped; response relayed unchanged");
+                frame
+            }
+        }
     }
 }
 
