@@ -587,10 +587,18 @@ class Bench:
                  "random-bytes 100%": self.with_rules("random-bytes 100%", lambda: self.kaos.add_rule(
                      "random-bytes", {"topics": ["bench"], "nbMessages": 1, "sizeInBytes": 10})),
                  "invalid-schema 100%": self.with_rules("invalid-schema 100%", lambda: self.kaos.add_rule(
-                     "invalid-schema", {"topics": ["bench"], "fakeSchemaId": 999}))}
+                     "invalid-schema", {"topics": ["bench"], "fakeSchemaId": 999})),
+                 # Consume side: every Fetch answer is decoded, changed and encoded again.
+                 "duplicate-resource FETCH 100%": self.with_rules("duplicate-resource FETCH 100%", lambda: self.kaos.add_rule(
+                     "duplicate-resource", {"topics": ["bench"]}, "FETCH")),
+                 "random-bytes FETCH 100%": self.with_rules("random-bytes FETCH 100%", lambda: self.kaos.add_rule(
+                     "random-bytes", {"topics": ["bench"], "nbMessages": 1, "sizeInBytes": 10}, "FETCH"))}
         samples = self.paired("chaos", sides, self.produce_consume)
         self.ratio_table("Record-rewriting chaos on every produce batch", samples, "pass-through",
                          ["random-bytes 100%", "invalid-schema 100%"], ["produce msg/s"])
+        # rdkafka_performance counts every record it is given, repeats included.
+        self.ratio_table("Record-rewriting chaos on every fetch answer", samples, "pass-through",
+                         ["duplicate-resource FETCH 100%", "random-bytes FETCH 100%"], ["consume msg/s"])
         self.kaos.clear_rules()
 
 

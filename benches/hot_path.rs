@@ -179,7 +179,7 @@ fn record_batch_rewrite(c: &mut Criterion) {
         let records = batch(compression);
         c.bench_function(&format!("record batch rewrite, 100 x 100 B, {name}"), |b| {
             b.iter(|| {
-                black_box(rewrite_batches(&records, &mut |batch| {
+                black_box(rewrite_batches(&records, kaos::chaos::records::Crc::Valid, &mut |batch| {
                     let value = batch[0].value.clone().unwrap();
                     batch[0].value = Some(Bytes::from([&value[..], b"0123456789"].concat()));
                     1

@@ -5,45 +5,86 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, MetadataResponse};
+use kafka_protocol::messages::{ApiKey, FetchResponse, MetadataResponse, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
 
-use super::{Effect, FaultSpec, Rule};
-use crate::wire::CodecError;
+use super::{Effect, FaultContext, FaultSpec, Rule};
 use crate::wire::codec::{decode_response, encode_frame};
+use crate::wire::{CodecError, TopicNames};
 
 /// An answer a fault may change, decoded.
 #[derive(Debug)]
 pub enum Response<'a> {
     Metadata(&'a mut MetadataResponse),
+    Fetch(&'a mut FetchResponse),
 }
 
 /// What the faults made of an answer: the new frame, and each fault's effect for the metrics.
 pub type Altered = (BytesMut, Vec<(&'static FaultSpec, Effect)>);
 
 /// Applies `rules` to `frame` (a whole response frame, addresses already kaos's); `None` when
-/// no rule changed anything.
+/// no rule changed anything or the answer is not one faults change.
 pub fn alter(
     api: ApiKey,
     version: i16,
     frame: &[u8],
     rules: &[Arc<Rule>],
+    names: &dyn TopicNames,
+    rng: &mut fastrand::Rng,
 ) -> Result<Option<Altered>, CodecError> {
-    let mut applied = Vec::new();
     match api {
         ApiKey::Metadata => {
-            let (header, mut metadata) = decode_response::<MetadataResponse>(api, version, &frame[4..])?;
-            for rule in rules {
-                let mut response = Response::Metadata(&mut metadata);
-                if let Some(effect) = rule.fault.alter(&mut response, &rule.common.topics) {
-                    applied.push((rule.spec, effect));
-                }
-            }
-            if applied.is_empty() {
-                return Ok(None);
-            }
-            let frame = encode_frame(api, &header, api.response_header_version(version), &metadata, version)?;
-            Ok(Some((frame, applied)))
+            alter_as::<MetadataResponse>(api, version, frame, rules, names, rng, |m| Response::Metadata(m))
+        }
+        ApiKey::Fetch => {
+            alter_as::<FetchResponse>(api, version, frame, rules, names, rng, |f| Response::Fetch(f))
         }
         _ => Ok(None),
+    }
+}
+
+fn alter_as<T: Decodable + Encodable>(
+    api: ApiKey,
+    version: i16,
+    frame: &[u8],
+    rules: &[Arc<Rule>],
+    names: &dyn TopicNames,
+    rng: &mut fastrand::Rng,
+    wrap: fn(&mut T) -> Response<'_>,
+) -> Result<Option<Altered>, CodecError> {
+    let (header, mut message): (ResponseHeader, T) = decode_response(api, version, &frame[4..])?;
+    let mut applied = Vec::new();
+    for rule in rules {
+        let mut context = FaultContext::new(rng, &rule.common.topics, names);
+        if let Some(effect) = rule.fault.alter(&mut wrap(&mut message), &mut context) {
+            applied.push((rule.spec, effect));
+        }
+    }
+    if applied.is_empty() {
+        return Ok(None);
+    }
+    let frame = encode_frame(api, &header, api.response_header_version(version), &message, version)?;
+    Ok(Some((frame, applied)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// tansu answers Fetch v15 with tag 0, which Kafka defines from v16 (node_endpoints): kaos
+    /// skips the field, as Kafka's decoder does, instead of failing the answer.
+    #[test]
+    fn a_tag_the_version_does_not_define_is_skipped() {
+        let header = ResponseHeader::default().with_correlation_id(4);
+        let frame = encode_frame(ApiKey::Fetch, &header, 1, &FetchResponse::default(), 15).unwrap();
+        let mut body = frame[4..].to_vec();
+        assert_eq!(body.pop(), Some(0), "no tagged fields");
+        body.extend_from_slice(&[1, 0, 1, 1]); // one field: tag 0, one byte, an empty array
+        let (header, response) = decode_response::<FetchResponse>(ApiKey::Fetch, 15, &body).unwrap();
+        assert_eq!(header.correlation_id, 4);
+        assert!(response.unknown_tagged_fields.is_empty());
+        let again = encode_frame(ApiKey::Fetch, &header, 1, &response, 15).unwrap();
+        assert_eq!(Bytes::from(again), frame.freeze(), "written again without it");
     }
 }

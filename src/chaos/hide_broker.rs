@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::alter::Response;
 use super::config::{ConfigError, Configurable};
-use super::{Direction, Effect, Fault, FaultConfig, FaultContext, TopicFilter};
+use super::{Direction, Effect, Fault, FaultConfig, FaultContext};
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -39,16 +39,17 @@ impl FaultConfig for HideBroker {
 }
 
 impl Fault for HideBroker {
+    /// It acts on answers only.
     fn apply(&self, _context: &mut FaultContext<'_>) -> Option<Effect> {
-        Some(Effect::AlterResponse)
+        None
     }
 
-    fn alters_responses(&self) -> bool {
+    fn alters_responses(&self, _api: ApiKey) -> bool {
         true
     }
 
-    fn alter(&self, response: &mut Response<'_>, _topics: &TopicFilter) -> Option<Effect> {
-        let Response::Metadata(metadata) = response;
+    fn alter(&self, response: &mut Response<'_>, _context: &mut FaultContext<'_>) -> Option<Effect> {
+        let Response::Metadata(metadata) = response else { return None };
         let before = metadata.brokers.len();
         metadata.brokers.retain(|broker| !self.node_ids.contains(&broker.node_id.0));
         let hidden = (before - metadata.brokers.len()) as u64;
@@ -68,11 +69,13 @@ mod tests {
         let fault: HideBroker = parse(json!({"nodeIds": [2, 7]}).as_object().unwrap().clone()).unwrap();
         let brokers = (1..=3).map(|id| MetadataResponseBroker::default().with_node_id(BrokerId(id))).collect();
         let mut metadata = MetadataResponse::default().with_brokers(brokers);
-        let effect = fault.alter(&mut Response::Metadata(&mut metadata), &TopicFilter::default());
+        let (mut rng, topics) = (fastrand::Rng::with_seed(1), crate::chaos::TopicFilter::default());
+        let mut context = FaultContext::new(&mut rng, &topics, &|_: &[u8; 16]| None);
+        let effect = fault.alter(&mut Response::Metadata(&mut metadata), &mut context);
         assert_eq!(effect, Some(Effect::Altered(1)));
         let left: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();
         assert_eq!(left, vec![1, 3]);
-        assert_eq!(fault.alter(&mut Response::Metadata(&mut metadata), &TopicFilter::default()), None);
+        assert_eq!(fault.alter(&mut Response::Metadata(&mut metadata), &mut context), None);
         let error = parse::<HideBroker>(json!({"nodeIds": []}).as_object().unwrap().clone()).unwrap_err();
         assert_eq!(error.field, "config.nodeIds");
     }

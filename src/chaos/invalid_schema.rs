@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::config::Configurable;
-use super::{Effect, Fault, FaultConfig, FaultContext, records};
+use super::alter::Response;
+use super::records::{self, Crc};
+use super::{Effect, Fault, FaultConfig, FaultContext};
+use kafka_protocol::records::Record;
 
 const MAGIC_BYTE: u8 = 0;
 const WIRE_HEADER: usize = 5;
@@ -20,6 +23,9 @@ const WIRE_HEADER: usize = 5;
 pub struct InvalidSchema {
     /// The schema id written into every Confluent-framed record value.
     fake_schema_id: i32,
+    /// Leave the changed batches' CRC wrong, so that clients that check CRCs reject them.
+    #[serde(default)]
+    corrupt_crc: bool,
 }
 
 impl Configurable for InvalidSchema {
@@ -31,8 +37,8 @@ impl Configurable for InvalidSchema {
 impl FaultConfig for InvalidSchema {
     const NAME: &'static str = "invalid-schema";
     const SUMMARY: &'static str =
-        "Points Confluent-framed record values in Produce requests at a schema id that does not exist.";
-    const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce];
+        "Points Confluent-framed record values in Produce requests or Fetch answers at a schema id that does not exist.";
+    const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce, ApiKey::Fetch];
 }
 
 impl Fault for InvalidSchema {
@@ -41,25 +47,40 @@ impl Fault for InvalidSchema {
     }
 
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
+        records::rewrite_effect(Self::NAME, context, self.crc(), &mut |batch, _rng| self.repoint(batch))
+    }
+
+    fn alters_responses(&self, api: ApiKey) -> bool {
+        api == ApiKey::Fetch
+    }
+
+    fn alter(&self, response: &mut Response<'_>, context: &mut FaultContext<'_>) -> Option<Effect> {
+        records::alter_fetch_effect(Self::NAME, response, context, self.crc(), &mut |batch, _rng| self.repoint(batch))
+    }
+}
+
+impl InvalidSchema {
+    fn crc(&self) -> Crc {
+        if self.corrupt_crc { Crc::Corrupt } else { Crc::Valid }
+    }
+
+    /// Writes the fake id into every framed value of the batch; how many it changed.
+    fn repoint(&self, batch: &mut [Record]) -> u64 {
         let id = self.fake_schema_id.to_be_bytes();
-        records::rewrite_effect(Self::NAME, context, &mut |batch, _rng| {
-            let mut changed = 0;
-            for record in batch.iter_mut() {
-                let Some(value) =
-                    record.value.as_ref().filter(|v| v.len() >= WIRE_HEADER && v[0] == MAGIC_BYTE)
-                else {
-                    continue;
-                };
-                if value[1..WIRE_HEADER] == id {
-                    continue;
-                }
-                let mut rewritten = BytesMut::from(&value[..]);
-                rewritten[1..WIRE_HEADER].copy_from_slice(&id);
-                record.value = Some(rewritten.freeze());
-                changed += 1;
+        let mut changed = 0;
+        for record in batch.iter_mut() {
+            let Some(value) = record.value.as_ref().filter(|v| v.len() >= WIRE_HEADER && v[0] == MAGIC_BYTE) else {
+                continue;
+            };
+            if value[1..WIRE_HEADER] == id {
+                continue;
             }
-            changed
-        })
+            let mut rewritten = BytesMut::from(&value[..]);
+            rewritten[1..WIRE_HEADER].copy_from_slice(&id);
+            record.value = Some(rewritten.freeze());
+            changed += 1;
+        }
+        changed
     }
 }
 

@@ -71,9 +71,7 @@ pub enum Effect {
     /// Never answer the request (direction REQUEST: nor forward it); close the connection this
     /// long after it arrived, when set.
     NoResponse { close_after: Option<Duration> },
-    /// Change the broker's answer on its way to the client (see [`Fault::alter`]).
-    AlterResponse,
-    /// The broker's answer was changed in this many places (brokers, partitions).
+    /// The broker's answer was changed in this many places (brokers, partitions, batches).
     Altered(u64),
 }
 
@@ -120,16 +118,17 @@ pub trait Fault: Send + Sync + Debug {
     /// Applies the fault to one request; `None` when it had nothing to act on.
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect>;
 
-    /// For a fault that changes the broker's answer rather than the request: changes it, and
-    /// says how (`Effect::Altered`); `None` when it found nothing to change. Its `apply` returns
-    /// `Effect::AlterResponse`, and its rule's topics filter what it changes in the answer.
-    fn alter(&self, _response: &mut alter::Response<'_>, _topics: &TopicFilter) -> Option<Effect> {
-        None
+    /// Whether, on requests of `api`, it changes the broker's answer (with `alter`) rather than
+    /// the request (with `apply`). Its rule's topics then filter the answer, and the request is
+    /// not decoded for it.
+    fn alters_responses(&self, _api: ApiKey) -> bool {
+        false
     }
 
-    /// Whether it changes answers (see [`Fault::alter`]).
-    fn alters_responses(&self) -> bool {
-        false
+    /// Changes the broker's answer, and says how (`Effect::Altered`, `Effect::Rewrote`); `None`
+    /// when it found nothing to change. `context.topics` are the rule's.
+    fn alter(&self, _response: &mut alter::Response<'_>, _context: &mut FaultContext<'_>) -> Option<Effect> {
+        None
     }
 }
 

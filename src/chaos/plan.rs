@@ -145,13 +145,15 @@ impl Plan {
         let mut outcome = Outcome::default();
         let mut rewrote = false;
         let mut failed_with = 0;
+        let api = ApiKey::try_from(request.api_key).ok();
         for Fired { rule, rolled } in &self.fired {
+            if api.is_some_and(|api| rule.fault.alters_responses(api)) {
+                // It acts when the answer comes back (counted then, if it changes anything).
+                outcome.alter_response.push(rule.clone());
+                continue;
+            }
             let topics = &rule.common.topics;
-            let filters_request = !rule.fault.alters_responses();
-            if filters_request
-                && !topics.is_empty()
-                && !partitions.iter().any(|(topic, _)| topics.matches(topic))
-            {
+            if !topics.is_empty() && !partitions.iter().any(|(topic, _)| topics.matches(topic)) {
                 continue;
             }
             let mut window = None;
@@ -204,11 +206,6 @@ impl Plan {
                 }
                 Effect::Fail { .. } => {}
                 Effect::Duplicate => outcome.duplicate = true,
-                Effect::AlterResponse => {
-                    // Counted when the answer comes back and something in it changed.
-                    outcome.alter_response.push(rule.clone());
-                    continue;
-                }
                 Effect::Altered(_) => {}
                 Effect::NoResponse { close_after } => {
                     let forwarded = rule.key.direction == Direction::Response;

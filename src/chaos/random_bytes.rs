@@ -1,6 +1,8 @@
-//! random-bytes: in each affected Produce batch of a matching topic, `nbMessages` records (picked
-//! at random) get `sizeInBytes` random bytes appended to their value. The batch is re-encoded
-//! with its own codec and a valid CRC, so consumers that check CRCs accept it.
+//! random-bytes: in each affected batch of a matching topic, `nbMessages` records (picked at
+//! random) get `sizeInBytes` random bytes appended to their value: in Produce requests (the
+//! broker stores them so), or in Fetch answers (the consumer sees them; the broker's copy stays
+//! intact). The batch is re-encoded with its own codec and a valid CRC, so consumers that check
+//! CRCs accept it; with `corruptCrc` its CRC is left wrong, so they reject it.
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -9,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::config::{ConfigError, Configurable};
-use super::{Effect, Fault, FaultConfig, FaultContext, records};
+use super::alter::Response;
+use super::records::{self, Crc};
+use super::{Effect, Fault, FaultConfig, FaultContext};
+use kafka_protocol::records::Record;
 
 /// A guard against a typo turning every record into megabytes.
 const MAX_SIZE_IN_BYTES: u32 = 1 << 20;
@@ -22,11 +27,13 @@ pub struct RandomBytes {
     /// Random bytes appended to each changed record's value.
     #[schemars(range(max = 1_048_576))]
     size_in_bytes: u32,
+    /// Leave the changed batches' CRC wrong, so that clients that check CRCs reject them.
+    corrupt_crc: bool,
 }
 
 impl Configurable for RandomBytes {
     fn defaults() -> Value {
-        json!({"nbMessages": 1, "sizeInBytes": 10})
+        json!({"nbMessages": 1, "sizeInBytes": 10, "corruptCrc": false})
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
@@ -40,8 +47,8 @@ impl Configurable for RandomBytes {
 impl FaultConfig for RandomBytes {
     const NAME: &'static str = "random-bytes";
     const SUMMARY: &'static str =
-        "Appends random bytes to record values in Produce requests, keeping codec and CRC valid.";
-    const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce];
+        "Appends random bytes to record values in Produce requests or Fetch answers, keeping codec and CRC valid (unless corruptCrc).";
+    const API_KEYS: &'static [ApiKey] = &[ApiKey::Produce, ApiKey::Fetch];
 }
 
 impl Fault for RandomBytes {
@@ -50,20 +57,39 @@ impl Fault for RandomBytes {
     }
 
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect> {
-        let size = self.size_in_bytes as usize;
-        records::rewrite_effect(Self::NAME, context, &mut |batch, rng| {
-            let picks = (self.nb_messages as usize).min(batch.len());
-            let mut indexes: Vec<usize> = (0..batch.len()).collect();
-            rng.shuffle(&mut indexes);
-            for &index in &indexes[..picks] {
-                let record = &mut batch[index];
-                let mut value = BytesMut::from(record.value.as_deref().unwrap_or_default());
-                value.reserve(size);
-                (0..size).for_each(|_| value.put_u8(rng.u8(..)));
-                record.value = Some(value.freeze());
-            }
-            picks as u64
+        records::rewrite_effect(Self::NAME, context, self.crc(), &mut |batch, rng| self.append(batch, rng))
+    }
+
+    fn alters_responses(&self, api: ApiKey) -> bool {
+        api == ApiKey::Fetch
+    }
+
+    fn alter(&self, response: &mut Response<'_>, context: &mut FaultContext<'_>) -> Option<Effect> {
+        records::alter_fetch_effect(Self::NAME, response, context, self.crc(), &mut |batch, rng| {
+            self.append(batch, rng)
         })
+    }
+}
+
+impl RandomBytes {
+    fn crc(&self) -> Crc {
+        if self.corrupt_crc { Crc::Corrupt } else { Crc::Valid }
+    }
+
+    /// Appends the random bytes to `nbMessages` records of the batch; how many it changed.
+    fn append(&self, batch: &mut [Record], rng: &mut fastrand::Rng) -> u64 {
+        let size = self.size_in_bytes as usize;
+        let picks = (self.nb_messages as usize).min(batch.len());
+        let mut indexes: Vec<usize> = (0..batch.len()).collect();
+        rng.shuffle(&mut indexes);
+        for &index in &indexes[..picks] {
+            let record = &mut batch[index];
+            let mut value = BytesMut::from(record.value.as_deref().unwrap_or_default());
+            value.reserve(size);
+            (0..size).for_each(|_| value.put_u8(rng.u8(..)));
+            record.value = Some(value.freeze());
+        }
+        picks as u64
     }
 }
 

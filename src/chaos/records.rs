@@ -1,20 +1,33 @@
-//! Rewriting the record batches of a Produce partition: decode each batch (checking its CRC and
-//! decompressing), let a fault edit the records, and re-encode only the batches it changed, with
-//! their own compression codec and a fresh CRC.
+//! Rewriting the record batches of a partition, in a Produce request or a Fetch answer: decode
+//! each batch (checking its CRC and decompressing), let a fault edit the records, and re-encode
+//! only the batches it changed, with their own compression codec and a fresh CRC (or, where the
+//! fault asks for it, a wrong one).
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::messages::{FetchResponse, ProduceRequest};
 use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
 
+use super::alter::Response;
 use super::{Effect, FaultContext, TopicFilter};
 use crate::wire::TopicNames;
 
 /// baseOffset (i64) + batchLength (i32): the bytes before `batchLength` counts.
 const BATCH_LENGTH_END: usize = 12;
+/// Where a batch's CRC sits: after baseOffset, batchLength, partitionLeaderEpoch and magic.
+const CRC_AT: usize = 17;
+
+/// Whether a rewritten batch keeps a valid CRC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crc {
+    Valid,
+    /// Left wrong, so that clients that check CRCs reject the batch.
+    Corrupt,
+}
 
 /// Rewrites every batch in `records` through `edit`, which returns how many records it changed.
 pub fn rewrite_batches(
     records: &Bytes,
+    crc: Crc,
     edit: &mut dyn FnMut(&mut Vec<Record>) -> u64,
 ) -> Result<(Bytes, u64), String> {
     let mut out = BytesMut::with_capacity(records.len() + 256);
@@ -36,7 +49,13 @@ pub fn rewrite_batches(
             out.extend_from_slice(&raw);
         } else {
             let options = RecordEncodeOptions { version: set.version, compression: set.compression };
+            let start = out.len();
             RecordBatchEncoder::encode(&mut out, set.records.iter(), &options).map_err(|e| e.to_string())?;
+            if crc == Crc::Corrupt
+                && let Some(byte) = out.get_mut(start + CRC_AT)
+            {
+                *byte ^= 0xff;
+            }
             changed_total += changed;
         }
         offset = end;
@@ -44,29 +63,51 @@ pub fn rewrite_batches(
     Ok((out.freeze(), changed_total))
 }
 
-/// Applies `edit` to the batches of every partition of every topic that `topics` matches.
-/// Topics are matched by name; a Produce v13 request names topics by id, resolved by `names`.
-pub fn rewrite_request(
-    request: &mut ProduceRequest,
-    topics: &TopicFilter,
-    names: &dyn TopicNames,
+/// The records of every partition of a Produce request's topics that `topics` matches, by name
+/// or (v13+) by id through `names`.
+pub fn produce_records<'a>(
+    request: &'a mut ProduceRequest,
+    topics: &'a TopicFilter,
+    names: &'a dyn TopicNames,
+) -> impl Iterator<Item = &'a mut Option<Bytes>> + 'a {
+    request
+        .topic_data
+        .iter_mut()
+        .filter(move |t| {
+            names.name_of(t.name.0.as_str(), t.topic_id.as_bytes()).is_some_and(|n| topics.matches(&n))
+        })
+        .flat_map(|t| t.partition_data.iter_mut().map(|p| &mut p.records))
+}
+
+/// The records of every partition of a Fetch answer's topics that `topics` matches, by name or
+/// (v13+) by id through `names`.
+pub fn fetch_records<'a>(
+    response: &'a mut FetchResponse,
+    topics: &'a TopicFilter,
+    names: &'a dyn TopicNames,
+) -> impl Iterator<Item = &'a mut Option<Bytes>> + 'a {
+    response
+        .responses
+        .iter_mut()
+        .filter(move |t| {
+            names.name_of(t.topic.0.as_str(), t.topic_id.as_bytes()).is_some_and(|n| topics.matches(&n))
+        })
+        .flat_map(|t| t.partitions.iter_mut().map(|p| &mut p.records))
+}
+
+/// Applies `edit` to the batches of each partition's records; how many records it changed.
+fn rewrite_all<'a>(
+    partitions: impl Iterator<Item = &'a mut Option<Bytes>>,
+    crc: Crc,
     edit: &mut dyn FnMut(&mut Vec<Record>) -> u64,
 ) -> Result<u64, String> {
     let mut changed = 0;
-    for topic in &mut request.topic_data {
-        if !names
-            .name_of(topic.name.0.as_str(), topic.topic_id.as_bytes())
-            .is_some_and(|n| topics.matches(&n))
-        {
-            continue;
-        }
-        for partition in &mut topic.partition_data {
-            if let Some(records) = &partition.records {
-                let (rewritten, count) = rewrite_batches(records, edit)?;
-                if count > 0 {
-                    partition.records = Some(rewritten);
-                    changed += count;
-                }
+    for slot in partitions {
+        if let Some(records) = slot.as_ref().filter(|r| !r.is_empty()) {
+            let (rewritten, count) = rewrite_batches(records, crc, edit)?;
+            if count > 0 {
+                *slot = Some(rewritten);
+                changed += count;
             }
         }
     }
@@ -79,15 +120,36 @@ pub fn rewrite_request(
 pub fn rewrite_effect(
     feature: &str,
     context: &mut FaultContext<'_>,
+    crc: Crc,
     edit: &mut dyn FnMut(&mut Vec<Record>, &mut fastrand::Rng) -> u64,
 ) -> Option<Effect> {
     let produce = context.produce.as_deref_mut()?;
     let rng = &mut *context.rng;
-    match rewrite_request(produce, context.topics, context.topic_names, &mut |batch| edit(batch, rng)) {
+    let partitions = produce_records(produce, context.topics, context.topic_names);
+    effect(feature, "request", rewrite_all(partitions, crc, &mut |batch| edit(batch, rng)))
+}
+
+/// Runs a record-rewriting fault's `edit` over a Fetch answer; the effect is the number of
+/// records it changed. A batch kaos cannot decode leaves the answer as it was.
+pub fn alter_fetch_effect(
+    feature: &str,
+    response: &mut Response<'_>,
+    context: &mut FaultContext<'_>,
+    crc: Crc,
+    edit: &mut dyn FnMut(&mut Vec<Record>, &mut fastrand::Rng) -> u64,
+) -> Option<Effect> {
+    let Response::Fetch(fetch) = response else { return None };
+    let rng = &mut *context.rng;
+    let partitions = fetch_records(fetch, context.topics, context.topic_names);
+    effect(feature, "answer", rewrite_all(partitions, crc, &mut |batch| edit(batch, rng)))
+}
+
+fn effect(feature: &str, what: &str, outcome: Result<u64, String>) -> Option<Effect> {
+    match outcome {
         Ok(0) => None,
         Ok(changed) => Some(Effect::Rewrote(changed)),
         Err(why) => {
-            tracing::warn!(feature, error = %why, "record rewrite skipped: the request is relayed as it came");
+            tracing::warn!(feature, error = %why, "record rewrite skipped: the {what} is relayed as it came");
             None
         }
     }
@@ -100,12 +162,27 @@ mod tests {
     use kaos_testkit::batch;
 
     #[test]
+    fn a_corrupt_crc_is_rejected_by_a_decoder_that_checks_it() {
+        let original = batch(Compression::Lz4, &[b"one", b"two"], 7, 42);
+        let (rewritten, changed) = rewrite_batches(&original, Crc::Corrupt, &mut |records| {
+            records[0].value = Some(Bytes::from_static(b"ONE"));
+            1
+        })
+        .unwrap();
+        assert_eq!(changed, 1);
+        let error = RecordBatchDecoder::decode(&mut rewritten.clone()).unwrap_err();
+        assert!(error.to_string().contains("Cyclic redundancy check failed"), "{error}");
+        let (untouched, _) = rewrite_batches(&original, Crc::Corrupt, &mut |_| 0).unwrap();
+        assert_eq!(untouched, original, "only rewritten batches get a wrong CRC");
+    }
+
+    #[test]
     fn rewritten_batches_keep_codec_crc_and_producer_state() {
         for compression in
             [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]
         {
             let original = batch(compression, &[b"one", b"two", b"three"], 7, 42);
-            let (rewritten, changed) = rewrite_batches(&original, &mut |records| {
+            let (rewritten, changed) = rewrite_batches(&original, Crc::Valid, &mut |records| {
                 records[1].value = Some(Bytes::from_static(b"TWO!"));
                 1
             })
@@ -136,7 +213,7 @@ mod tests {
         let mut two = BytesMut::from(&original[..]);
         two.extend_from_slice(&original);
         let two = two.freeze();
-        let (out, changed) = rewrite_batches(&two, &mut |_| 0).unwrap();
+        let (out, changed) = rewrite_batches(&two, Crc::Valid, &mut |_| 0).unwrap();
         assert_eq!((out, changed), (two, 0));
     }
 
@@ -169,7 +246,7 @@ mod tests {
     fn forged_record_counts_are_errors_not_aborts() {
         let mut forged = batch(Compression::None, &[b"a"], -1, -1).to_vec();
         forged[RECORD_COUNT..RECORDS].copy_from_slice(&i32::MAX.to_be_bytes());
-        assert!(rewrite_batches(&reseal(forged), &mut |_| 1).is_err());
+        assert!(rewrite_batches(&reseal(forged), Crc::Valid, &mut |_| 1).is_err());
     }
 
     /// Found by fuzz/fuzz_targets/record_batch_rewrite.rs: timestamps past i64::MAX overflowed
@@ -178,7 +255,7 @@ mod tests {
     fn timestamps_wrap_instead_of_overflowing() {
         let mut forged = batch(Compression::None, &[b"a", b"b"], -1, -1).to_vec();
         forged[FIRST_TIMESTAMP..FIRST_TIMESTAMP + 8].copy_from_slice(&i64::MAX.to_be_bytes());
-        let (rewritten, changed) = rewrite_batches(&reseal(forged), &mut |records| {
+        let (rewritten, changed) = rewrite_batches(&reseal(forged), Crc::Valid, &mut |records| {
             records[0].value = Some(Bytes::from_static(b"A"));
             1
         })
@@ -197,7 +274,7 @@ mod tests {
         const ATTRIBUTES_LOW: usize = 22;
         let mut forged = batch(Compression::Lz4, &[b"a", b"b"], -1, -1).to_vec();
         forged[ATTRIBUTES_LOW] |= 1 << 3;
-        let (rewritten, _) = rewrite_batches(&reseal(forged), &mut |records| {
+        let (rewritten, _) = rewrite_batches(&reseal(forged), Crc::Valid, &mut |records| {
             records[1].value = None;
             1
         })
@@ -219,7 +296,7 @@ mod tests {
             [&b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x06"[..], &claim_4_gib].concat();
         for payload in [&claim_4_gib[..], &xerial] {
             let forged = reseal([header, payload].concat());
-            let error = rewrite_batches(&forged, &mut |_| 1).unwrap_err();
+            let error = rewrite_batches(&forged, Crc::Valid, &mut |_| 1).unwrap_err();
             // Refused at the claimed length, before anything is allocated.
             let refused = ["failed to read snappy header", "failed to get snappy uncompressed length"];
             assert!(refused.iter().any(|why| error.contains(why)), "{error}");
@@ -232,9 +309,9 @@ mod tests {
         let mut corrupt = original.to_vec();
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0xff;
-        assert!(rewrite_batches(&Bytes::from(corrupt), &mut |_| 1).is_err(), "CRC mismatch");
+        assert!(rewrite_batches(&Bytes::from(corrupt), Crc::Valid, &mut |_| 1).is_err(), "CRC mismatch");
         for cut in 0..original.len() {
-            let _ = rewrite_batches(&original.slice(..cut), &mut |_| 1);
+            let _ = rewrite_batches(&original.slice(..cut), Crc::Valid, &mut |_| 1);
         }
     }
 }

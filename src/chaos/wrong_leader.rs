@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::alter::Response;
 use super::config::{ConfigError, Configurable};
-use super::{Direction, Effect, Fault, FaultConfig, FaultContext, TopicFilter};
+use super::{Direction, Effect, Fault, FaultConfig, FaultContext};
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -35,18 +35,20 @@ impl FaultConfig for WrongLeader {
 }
 
 impl Fault for WrongLeader {
+    /// It acts on answers only.
     fn apply(&self, _context: &mut FaultContext<'_>) -> Option<Effect> {
-        Some(Effect::AlterResponse)
+        None
     }
 
-    fn alters_responses(&self) -> bool {
+    fn alters_responses(&self, _api: ApiKey) -> bool {
         true
     }
 
     /// The next broker of the answer after the real leader, by node id: another broker that
     /// exists, and the same one for every partition the real leader leads.
-    fn alter(&self, response: &mut Response<'_>, topics: &TopicFilter) -> Option<Effect> {
-        let Response::Metadata(metadata) = response;
+    fn alter(&self, response: &mut Response<'_>, context: &mut FaultContext<'_>) -> Option<Effect> {
+        let topics = context.topics;
+        let Response::Metadata(metadata) = response else { return None };
         let mut brokers: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();
         brokers.sort_unstable();
         let mut moved = 0;
@@ -76,6 +78,7 @@ mod tests {
         MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
     };
     use kafka_protocol::messages::{BrokerId, MetadataResponse, TopicName};
+    use crate::chaos::TopicFilter;
     use kafka_protocol::protocol::StrBytes;
 
     fn topic(name: &'static str, leaders: &[i32]) -> MetadataResponseTopic {
@@ -102,7 +105,9 @@ mod tests {
             .with_brokers(brokers)
             .with_topics(vec![topic("orders", &[1, 2, 3, -1]), topic("audit", &[1])]);
         let only_orders = TopicFilter::new(vec!["orders".into()], &[]).unwrap();
-        let effect = WrongLeader {}.alter(&mut Response::Metadata(&mut metadata), &only_orders);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut context = FaultContext::new(&mut rng, &only_orders, &|_: &[u8; 16]| None);
+        let effect = WrongLeader {}.alter(&mut Response::Metadata(&mut metadata), &mut context);
         assert_eq!(effect, Some(Effect::Altered(3)));
         assert_eq!(leaders(&metadata, 0), vec![2, 3, 1, -1], "leaderless partitions stay leaderless");
         assert_eq!(leaders(&metadata, 1), vec![1], "other topics keep their leader");
@@ -110,7 +115,9 @@ mod tests {
         let mut alone = MetadataResponse::default()
             .with_brokers(vec![MetadataResponseBroker::default().with_node_id(BrokerId(1))])
             .with_topics(vec![topic("orders", &[1])]);
-        let effect = WrongLeader {}.alter(&mut Response::Metadata(&mut alone), &TopicFilter::default());
+        let every_topic = TopicFilter::default();
+        let mut context = FaultContext::new(&mut rng, &every_topic, &|_: &[u8; 16]| None);
+        let effect = WrongLeader {}.alter(&mut Response::Metadata(&mut alone), &mut context);
         assert_eq!(effect, None, "one broker: nobody else to name");
     }
 }

@@ -565,8 +565,14 @@ impl Router for ResponseRouter<'_, '_> {
         if Identity::is_revealing(request.api_key) {
             self.identity.on_response(request.api_key, request.api_version, body)?;
         }
-        if !rewrite::needs_rewrite(request.api_key, request.api_version) && alter.is_empty() {
-            return Ok(Emit::original(release));
+        if !rewrite::needs_rewrite(request.api_key, request.api_version) {
+            // Gathered for chaos only: what kaos cannot decode goes on as it came.
+            return match alter.is_empty() {
+                true => Ok(Emit::original(release)),
+                false => {
+                    Ok(Emit::frames(vec![self.altered(&request, with_length_prefix(body), &alter)], release))
+                }
+            };
         }
         let mut learned = Learned::default();
         let relayed = rewrite::relay_response(
@@ -610,7 +616,8 @@ impl ResponseRouter<'_, '_> {
             return frame;
         };
         let metrics = &self.shard.metrics;
-        match alter::alter(api, request.api_version, &frame, rules) {
+        let mut rng = fastrand::Rng::new();
+        match alter::alter(api, request.api_version, &frame, rules, self.shard.as_ref(), &mut rng) {
             Ok(Some((altered, applied))) => {
                 for (fault, effect) in &applied {
                     metrics.count_effect(fault, effect);

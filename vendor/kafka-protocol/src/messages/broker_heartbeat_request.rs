@@ -226,7 +226,10 @@ impl Decodable for BrokerHeartbeatRequest {
                     if version >= 1 {
                         offline_log_dirs = types::CompactArray(types::Uuid).decode(buf)?;
                     } else {
-                        bail!("Tag {} is not valid for version {}", tag, version);
+                        // kaos patch: a tag this version does not define is skipped, as Kafka's own
+                        // decoder does (tansu sends Fetch v15 with tag 0). Kept, it would collide with
+                        // the known field of that number when written again.
+                        buf.try_get_bytes(size as usize)?;
                     }
                 }
                 _ => {

@@ -331,14 +331,20 @@ impl Decodable for FetchPartition {
                         if version >= 17 {
                             replica_directory_id = types::Uuid.decode(buf)?;
                         } else {
-                            bail!("Tag {} is not valid for version {}", tag, version);
+                            // kaos patch: a tag this version does not define is skipped, as Kafka's own
+                            // decoder does (tansu sends Fetch v15 with tag 0). Kept, it would collide with
+                            // the known field of that number when written again.
+                            buf.try_get_bytes(size as usize)?;
                         }
                     }
                     1 => {
                         if version >= 18 {
                             high_watermark = types::Int64.decode(buf)?;
                         } else {
-                            bail!("Tag {} is not valid for version {}", tag, version);
+                            // kaos patch: a tag this version does not define is skipped, as Kafka's own
+                            // decoder does (tansu sends Fetch v15 with tag 0). Kept, it would collide with
+                            // the known field of that number when written again.
+                            buf.try_get_bytes(size as usize)?;
                         }
                     }
                     _ => {
@@ -826,7 +832,10 @@ impl Decodable for FetchRequest {
                         if version >= 15 {
                             replica_state = types::Struct { version }.decode(buf)?;
                         } else {
-                            bail!("Tag {} is not valid for version {}", tag, version);
+                            // kaos patch: a tag this version does not define is skipped, as Kafka's own
+                            // decoder does (tansu sends Fetch v15 with tag 0). Kept, it would collide with
+                            // the known field of that number when written again.
+                            buf.try_get_bytes(size as usize)?;
                         }
                     }
                     _ => {

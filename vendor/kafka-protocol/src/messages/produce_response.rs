@@ -889,7 +889,10 @@ impl Decodable for PartitionProduceResponse {
                         if version >= 10 {
                             current_leader = types::Struct { version }.decode(buf)?;
                         } else {
-                            bail!("Tag {} is not valid for version {}", tag, version);
+                            // kaos patch: a tag this version does not define is skipped, as Kafka's own
+                            // decoder does (tansu sends Fetch v15 with tag 0). Kept, it would collide with
+                            // the known field of that number when written again.
+                            buf.try_get_bytes(size as usize)?;
                         }
                     }
                     _ => {
@@ -1112,7 +1115,10 @@ impl Decodable for ProduceResponse {
                             node_endpoints =
                                 types::CompactArray(types::Struct { version }).decode(buf)?;
                         } else {
-                            bail!("Tag {} is not valid for version {}", tag, version);
+                            // kaos patch: a tag this version does not define is skipped, as Kafka's own
+                            // decoder does (tansu sends Fetch v15 with tag 0). Kept, it would collide with
+                            // the known field of that number when written again.
+                            buf.try_get_bytes(size as usize)?;
                         }
                     }
                     _ => {
