@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use kaos::chaos::records::rewrite_batches;
+use kaos::chaos::records::{Crc, rewrite_batches};
 use kaos_fuzz::{CODECS, Reader, fix_batch_crcs};
 use libfuzzer_sys::fuzz_target;
 
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         _ => (build_batch(&mut input), true),
     };
 
-    let result = rewrite_batches(&records, &mut |batch: &mut Vec<Record>| edit(mask, batch));
+    let result = rewrite_batches(&records, Crc::Valid, &mut |batch: &mut Vec<Record>| edit(mask, batch));
     let (out, changed) = match result {
         Ok(done) => done,
         Err(why) if valid => panic!("a valid batch did not rewrite: {why}"),
