@@ -138,7 +138,7 @@ impl ShardMetrics {
         let index = fault.index();
         self.chaos_affected[index].add(1);
         match effect {
-            Effect::Delay(delay) | Effect::Fail { after: delay, .. } => {
+            Effect::Delay(delay) | Effect::Fail { after: delay, .. } | Effect::Throttled(delay) => {
                 self.chaos_latency_added_ms[index].add(delay.as_millis() as u64)
             }
             Effect::Rewrote(records) => self.chaos_records_changed[index].add(*records),

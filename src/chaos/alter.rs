@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, FetchResponse, MetadataResponse, ResponseHeader};
+use kafka_protocol::messages::{self, ApiKey, FetchResponse, MetadataResponse, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::{Effect, FaultContext, FaultSpec, Rule};
@@ -17,6 +17,49 @@ use crate::wire::{CodecError, TopicNames};
 pub enum Response<'a> {
     Metadata(&'a mut MetadataResponse),
     Fetch(&'a mut FetchResponse),
+    /// Another answer of [`THROTTLED_APIS`]: only its throttle time.
+    Other {
+        throttle_time_ms: &'a mut i32,
+    },
+}
+
+impl Response<'_> {
+    /// How long the broker asks the client to wait before its next request (KIP-219).
+    pub fn throttle_time_ms(&mut self) -> &mut i32 {
+        match self {
+            Response::Metadata(metadata) => &mut metadata.throttle_time_ms,
+            Response::Fetch(fetch) => &mut fetch.throttle_time_ms,
+            Response::Other { throttle_time_ms } => throttle_time_ms,
+        }
+    }
+}
+
+/// The APIs whose answers carry `throttle_time_ms` that kaos can change: the data path and the
+/// consumer group's.
+pub const THROTTLED_APIS: &[ApiKey] = &[
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::Metadata,
+    ApiKey::ListOffsets,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::Heartbeat,
+    ApiKey::SyncGroup,
+    ApiKey::LeaveGroup,
+];
+
+/// Alters an answer of a type whose only changeable field is its throttle time.
+macro_rules! alter_throttled {
+    ($api:expr, $version:expr, $frame:expr, $rules:expr, $names:expr, $rng:expr, $($key:ident => $ty:ty),* $(,)?) => {
+        match $api {
+            $(ApiKey::$key => alter_as::<$ty>($api, $version, $frame, $rules, $names, $rng, |m| Response::Other {
+                throttle_time_ms: &mut m.throttle_time_ms,
+            }),)*
+            _ => Ok(None),
+        }
+    };
 }
 
 /// What the faults made of an answer: the new frame, and each fault's effect for the metrics.
@@ -39,7 +82,17 @@ pub fn alter(
         ApiKey::Fetch => {
             alter_as::<FetchResponse>(api, version, frame, rules, names, rng, |f| Response::Fetch(f))
         }
-        _ => Ok(None),
+        _ => alter_throttled!(api, version, frame, rules, names, rng,
+            Produce => messages::ProduceResponse,
+            ListOffsets => messages::ListOffsetsResponse,
+            OffsetCommit => messages::OffsetCommitResponse,
+            OffsetFetch => messages::OffsetFetchResponse,
+            FindCoordinator => messages::FindCoordinatorResponse,
+            JoinGroup => messages::JoinGroupResponse,
+            Heartbeat => messages::HeartbeatResponse,
+            SyncGroup => messages::SyncGroupResponse,
+            LeaveGroup => messages::LeaveGroupResponse,
+        ),
     }
 }
 

@@ -49,6 +49,7 @@ registry! {
     no_response::NoResponse,
     hide_broker::HideBroker,
     wrong_leader::WrongLeader,
+    throttle::Throttle,
     random_bytes::RandomBytes,
     slow_broker::SlowBroker,
     slow_topic::SlowTopic,
@@ -73,6 +74,9 @@ pub enum Effect {
     NoResponse { close_after: Option<Duration> },
     /// The broker's answer was changed in this many places (brokers, partitions, batches).
     Altered(u64),
+    /// The answer asks the client to wait this long, and kaos holds the connection's next
+    /// requests as long, as a broker mutes a throttled channel (KIP-219).
+    Throttled(Duration),
 }
 
 /// What a fault may look at and change.

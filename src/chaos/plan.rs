@@ -206,7 +206,7 @@ impl Plan {
                 }
                 Effect::Fail { .. } => {}
                 Effect::Duplicate => outcome.duplicate = true,
-                Effect::Altered(_) => {}
+                Effect::Altered(_) | Effect::Throttled(_) => {}
                 Effect::NoResponse { close_after } => {
                     let forwarded = rule.key.direction == Direction::Response;
                     outcome.no_response.get_or_insert(NoResponse { forwarded, close_after: *close_after });

@@ -25,7 +25,7 @@ use super::lane::{Emit, Lane, LaneError, ProtocolError, Router, Verdict};
 use super::rewrite::{self, Learned};
 use crate::chaos::plan::{Plan, Scope};
 use crate::chaos::scope::ClientScopes;
-use crate::chaos::{Rule, RuleSet, alter, respond};
+use crate::chaos::{Effect, Rule, RuleSet, alter, respond};
 use crate::shard::Shard;
 use crate::wire::batches::produce_batches;
 use crate::wire::codec::decode_request;
@@ -87,6 +87,8 @@ struct RequestSide<'a> {
     next_copy_id: i32,
     /// When a fault closes the connection (no-response's `closeAfterMs`).
     close_at: Option<Instant>,
+    /// Requests wait until then: a throttled answer mutes the connection (KIP-219).
+    muted_until: Option<Instant>,
 }
 
 struct Pending {
@@ -137,6 +139,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 pending: None,
                 next_copy_id: i32::MIN,
                 close_at: None,
+                muted_until: None,
             },
             identity: Identity::new(&config.oauth_principal_claim),
             gathering: None,
@@ -187,6 +190,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 in_flight: &mut self.in_flight,
                 gathering: &mut self.gathering,
                 identity: &mut self.identity,
+                muted_until: &mut self.request_side.muted_until,
             };
             let down = match self.responses.step(&mut self.broker, &mut self.client, &mut router, cx) {
                 Ok(progress) => progress,
@@ -217,7 +221,8 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
 
     /// Arms a timer for the earliest held lane; true when that moment has already come.
     fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        let held = [self.requests.held_until(), self.responses.held_until(), self.request_side.close_at];
+        let side = &self.request_side;
+        let held = [self.requests.held_until(), self.responses.held_until(), side.close_at, side.muted_until];
         let Some(deadline) = held.into_iter().flatten().min() else {
             self.timer = None;
             return false;
@@ -310,6 +315,12 @@ impl Router for RequestRouter<'_, '_> {
     fn on_frame(&mut self, body_len: usize, head: &[u8], read_at: Instant) -> Result<Verdict, ProtocolError> {
         if self.in_flight.is_full() || self.shard.drain.started() {
             return Ok(Verdict::Hold);
+        }
+        if let Some(until) = self.side.muted_until {
+            if Instant::now() < until {
+                return Ok(Verdict::Hold);
+            }
+            self.side.muted_until = None;
         }
         if self.identity.client_sends_raw() {
             // A SASL token with no request header: seen whole for the name it carries.
@@ -489,6 +500,7 @@ struct ResponseRouter<'a, 'b> {
     in_flight: &'b mut InFlightQueue,
     gathering: &'b mut Option<Gathering>,
     identity: &'b mut Identity<'a>,
+    muted_until: &'b mut Option<Instant>,
 }
 
 impl Router for ResponseRouter<'_, '_> {
@@ -611,7 +623,7 @@ impl Router for ResponseRouter<'_, '_> {
 impl ResponseRouter<'_, '_> {
     /// The answer as the faults of `rules` change it; unchanged when they change nothing or kaos
     /// cannot decode it (counted, and logged as for requests).
-    fn altered(&self, request: &InFlight, frame: BytesMut, rules: &[Arc<Rule>]) -> BytesMut {
+    fn altered(&mut self, request: &InFlight, frame: BytesMut, rules: &[Arc<Rule>]) -> BytesMut {
         let Some(api) = ApiKey::try_from(request.api_key).ok().filter(|_| !rules.is_empty()) else {
             return frame;
         };
@@ -621,6 +633,10 @@ impl ResponseRouter<'_, '_> {
             Ok(Some((altered, applied))) => {
                 for (fault, effect) in &applied {
                     metrics.count_effect(fault, effect);
+                    if let Effect::Throttled(wait) = effect {
+                        let until = Instant::now() + *wait;
+                        *self.muted_until = Some(self.muted_until.map_or(until, |muted| muted.max(until)));
+                    }
                 }
                 altered
             }
