@@ -52,9 +52,9 @@ pub const THROTTLED_APIS: &[ApiKey] = &[
 
 /// Alters an answer of a type whose only changeable field is its throttle time.
 macro_rules! alter_throttled {
-    ($api:expr, $version:expr, $frame:expr, $rules:expr, $names:expr, $rng:expr, $($key:ident => $ty:ty),* $(,)?) => {
+    ($api:expr, $version:expr, $body:expr, $rules:expr, $names:expr, $rng:expr, $($key:ident => $ty:ty),* $(,)?) => {
         match $api {
-            $(ApiKey::$key => alter_as::<$ty>($api, $version, $frame, $rules, $names, $rng, |m| Response::Other {
+            $(ApiKey::$key => alter_as::<$ty>($api, $version, $body, $rules, $names, $rng, |m| Response::Other {
                 throttle_time_ms: &mut m.throttle_time_ms,
             }),)*
             _ => Ok(None),
@@ -65,24 +65,25 @@ macro_rules! alter_throttled {
 /// What the faults made of an answer: the new frame, and each fault's effect for the metrics.
 pub type Altered = (BytesMut, Vec<(&'static FaultSpec, Effect)>);
 
-/// Applies `rules` to `frame` (a whole response frame, addresses already kaos's); `None` when
-/// no rule changed anything or the answer is not one faults change.
+/// Applies `rules` to `body` (a response after its length prefix, addresses already kaos's) and
+/// returns the whole new frame; `None` when no rule changed anything or the answer is not one
+/// faults change.
 pub fn alter(
     api: ApiKey,
     version: i16,
-    frame: &[u8],
+    body: &[u8],
     rules: &[Arc<Rule>],
     names: &dyn TopicNames,
     rng: &mut fastrand::Rng,
 ) -> Result<Option<Altered>, CodecError> {
     match api {
         ApiKey::Metadata => {
-            alter_as::<MetadataResponse>(api, version, frame, rules, names, rng, |m| Response::Metadata(m))
+            alter_as::<MetadataResponse>(api, version, body, rules, names, rng, |m| Response::Metadata(m))
         }
         ApiKey::Fetch => {
-            alter_as::<FetchResponse>(api, version, frame, rules, names, rng, |f| Response::Fetch(f))
+            alter_as::<FetchResponse>(api, version, body, rules, names, rng, |f| Response::Fetch(f))
         }
-        _ => alter_throttled!(api, version, frame, rules, names, rng,
+        _ => alter_throttled!(api, version, body, rules, names, rng,
             Produce => messages::ProduceResponse,
             ListOffsets => messages::ListOffsetsResponse,
             OffsetCommit => messages::OffsetCommitResponse,
@@ -99,13 +100,13 @@ pub fn alter(
 fn alter_as<T: Decodable + Encodable>(
     api: ApiKey,
     version: i16,
-    frame: &[u8],
+    body: &[u8],
     rules: &[Arc<Rule>],
     names: &dyn TopicNames,
     rng: &mut fastrand::Rng,
     wrap: fn(&mut T) -> Response<'_>,
 ) -> Result<Option<Altered>, CodecError> {
-    let (header, mut message): (ResponseHeader, T) = decode_response(api, version, &frame[4..])?;
+    let (header, mut message): (ResponseHeader, T) = decode_response(api, version, body)?;
     let mut applied = Vec::new();
     for rule in rules {
         let mut context = FaultContext::new(rng, &rule.common.topics, names);

@@ -578,13 +578,11 @@ impl Router for ResponseRouter<'_, '_> {
             self.identity.on_response(request.api_key, request.api_version, body)?;
         }
         if !rewrite::needs_rewrite(request.api_key, request.api_version) {
-            // Gathered for chaos only: what kaos cannot decode goes on as it came.
-            return match alter.is_empty() {
-                true => Ok(Emit::original(release)),
-                false => {
-                    Ok(Emit::frames(vec![self.altered(&request, with_length_prefix(body), &alter)], release))
-                }
-            };
+            // Gathered for chaos only: an answer the faults did not change goes on as it came.
+            return Ok(match self.altered(&request, body, &alter) {
+                Some(frame) => Emit::frames(vec![frame], release),
+                None => Emit::original(release),
+            });
         }
         let mut learned = Learned::default();
         let relayed = rewrite::relay_response(
@@ -616,20 +614,19 @@ impl Router for ResponseRouter<'_, '_> {
                 );
             }
         }
-        Ok(Emit::frames(vec![self.altered(&request, relayed.frame, &alter)], release))
+        let altered = self.altered(&request, &relayed.frame[LENGTH_PREFIX..], &alter);
+        Ok(Emit::frames(vec![altered.unwrap_or(relayed.frame)], release))
     }
 }
 
 impl ResponseRouter<'_, '_> {
-    /// The answer as the faults of `rules` change it; unchanged when they change nothing or kaos
-    /// cannot decode it (counted, and logged as for requests).
-    fn altered(&mut self, request: &InFlight, frame: BytesMut, rules: &[Arc<Rule>]) -> BytesMut {
-        let Some(api) = ApiKey::try_from(request.api_key).ok().filter(|_| !rules.is_empty()) else {
-            return frame;
-        };
+    /// The answer (`body`, after its length prefix) as the faults of `rules` change it; `None`
+    /// when they change nothing or kaos cannot decode it (counted, and logged as for requests).
+    fn altered(&mut self, request: &InFlight, body: &[u8], rules: &[Arc<Rule>]) -> Option<BytesMut> {
+        let api = ApiKey::try_from(request.api_key).ok().filter(|_| !rules.is_empty())?;
         let metrics = &self.shard.metrics;
         let mut rng = fastrand::Rng::new();
-        match alter::alter(api, request.api_version, &frame, rules, self.shard.as_ref(), &mut rng) {
+        match alter::alter(api, request.api_version, body, rules, self.shard.as_ref(), &mut rng) {
             Ok(Some((altered, applied))) => {
                 for (fault, effect) in &applied {
                     metrics.count_effect(fault, effect);
@@ -638,19 +635,17 @@ impl ResponseRouter<'_, '_> {
                         *self.muted_until = Some(self.muted_until.map_or(until, |muted| muted.max(until)));
                     }
                 }
-                altered
+                Some(altered)
             }
-            Ok(None) => frame,
+            Ok(None) => None,
             Err(why) => {
                 metrics.chaos_undecodable.add(1);
                 warn!(api = request.api_key, version = request.api_version, error = %why, "chaos rule skipped; response relayed unchanged");
-                frame
+                None
             }
         }
     }
-}
 
-impl ResponseRouter<'_, '_> {
     /// The broker's next frame is its raw answer to a SASL token: every request before the
     /// token is answered, and raw frames carry no correlation id.
     fn answers_raw_token(&self) -> bool {
