@@ -142,7 +142,7 @@ impl ShardMetrics {
                 self.chaos_latency_added_ms[index].add(delay.as_millis() as u64)
             }
             Effect::Rewrote(records) => self.chaos_records_changed[index].add(*records),
-            Effect::Duplicate | Effect::NoResponse { .. } | Effect::Altered(_) => {}
+            Effect::Duplicate | Effect::NoResponse { .. } | Effect::Altered(_) | Effect::Network(_) => {}
         }
     }
 }

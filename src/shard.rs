@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,11 +18,13 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
 use glommio::timer::{sleep, timeout};
 
+use crate::chaos::Effect;
+use crate::chaos::network::LinkFault;
 use crate::config::Config;
 use crate::logging::Burst;
 use crate::metrics::{LatencyRecorder, ShardMetrics};
 use crate::proxy::authenticator;
-use crate::proxy::connection::{Connection, End, peer_name};
+use crate::proxy::connection::{ClientSocket, Connection, End, peer_name};
 use crate::proxy::rewrite::{BrokerPorts, Learned, SeenBroker};
 use crate::sasl::login::Credentials;
 use crate::shared::Shared;
@@ -324,15 +326,26 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
     let Ok(_open) = shard.connections.enter() else { return };
     shard.metrics.connections_opened.add(1);
     let peer = peer_name(&client);
-    let client_address = client.peer_addr().ok().map(|address| address.ip());
+    let socket =
+        ClientSocket { address: client.peer_addr().ok().map(|address| address.ip()), fd: client.as_raw_fd() };
+    let node = match target {
+        Target::Broker(node_id) => Some(node_id),
+        Target::Bootstrap => None,
+    };
+    if let Some(rule) = shard.shared.rules.load().refusing(node, socket.address, &mut fastrand::Rng::new()) {
+        shard.metrics.count_effect(rule.spec, &Effect::Network(LinkFault::Refuse));
+        debug!(%peer, ?target, "refused by a refuse-connections rule");
+        shard.metrics.connections_closed.add(1);
+        return;
+    }
     let _ = client.set_nodelay(true);
     // The client's handshake comes first: a peer that never completes it (a wrong CA, no
     // certificate under mutual TLS, a port scan) costs no broker connection.
     match shard.shared.tls.clients.as_ref().map(|clients| TlsAcceptor::from(clients.current())) {
-        None => relay_to_broker(&shard, (client, client_address), target, &peer).await,
+        None => relay_to_broker(&shard, (client, socket), target, &peer).await,
         Some(acceptor) => {
             if let Some(client) = handshake(&shard, "client", &peer, acceptor.accept(client)).await {
-                relay_to_broker(&shard, (client, client_address), target, &peer).await;
+                relay_to_broker(&shard, (client, socket), target, &peer).await;
             }
         }
     }
@@ -344,7 +357,7 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
 /// connection, so a plaintext one runs no TLS code.
 async fn relay_to_broker<C: AsyncRead + AsyncWrite + Unpin>(
     shard: &Rc<Shard>,
-    (client, client_address): (C, Option<IpAddr>),
+    (client, socket): (C, ClientSocket),
     target: Target,
     peer: &str,
 ) {
@@ -360,7 +373,7 @@ async fn relay_to_broker<C: AsyncRead + AsyncWrite + Unpin>(
     };
     let _ = broker.set_nodelay(true);
     let upstream = peer_name(&broker);
-    let client = (client, client_address);
+    let client = (client, socket);
     let end = match shard.shared.tls.upstream.clone().map(TlsConnector::from) {
         None => relay(shard, client, (broker, node), &address).await,
         Some(connector) => {
@@ -374,7 +387,7 @@ async fn relay_to_broker<C: AsyncRead + AsyncWrite + Unpin>(
 /// Logs kaos in to the broker where the flags ask for it, then relays.
 async fn relay<C, B>(
     shard: &Rc<Shard>,
-    (client, client_address): (C, Option<IpAddr>),
+    (client, socket): (C, ClientSocket),
     (mut broker, node): (B, Option<i32>),
     address: &str,
 ) -> End
@@ -388,7 +401,7 @@ where
         refuse_client(client).await;
         return End::UpstreamLoginFailed(why);
     }
-    Connection::new(shard, client, client_address, broker, node, shard.drain.key()).run().await
+    Connection::new(shard, client, socket, broker, node, shard.drain.key()).run().await
 }
 
 /// Logs kaos in to one broker connection. A failure is logged once per broker and shown by
@@ -495,7 +508,8 @@ fn log_end(metrics: &ShardMetrics, end: End, peer: &str, upstream: &str) {
     match end {
         End::ClientClosed => debug!(%peer, %upstream, "client closed; broker side closed"),
         End::Drained => debug!(%peer, %upstream, "drained for shutdown"),
-        End::ClosedByFault => debug!(%peer, %upstream, "closed by a no-response rule (closeAfterMs)"),
+        End::ClosedByFault(fault) => debug!(%peer, %upstream, "closed by a {fault} rule"),
+        End::ResetByFault => debug!(%peer, %upstream, "reset by a reset-peer rule"),
         End::BrokerClosed => info!(%peer, %upstream, "broker closed the connection; client closed"),
         End::ClientMalformed(why) => {
             metrics.connections_rejected.add(1);

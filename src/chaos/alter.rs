@@ -5,10 +5,16 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::{self, ApiKey, FetchResponse, MetadataResponse, ResponseHeader};
+use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+use kafka_protocol::messages::produce_response::TopicProduceResponse;
+use kafka_protocol::messages::{
+    self, ApiKey, FetchResponse, MetadataResponse, ProduceResponse, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use super::{Effect, FaultContext, FaultSpec, Rule};
+use super::{Effect, FaultContext, FaultSpec, Rule, respond};
+use uuid::Uuid;
+
 use crate::wire::codec::{decode_response, encode_frame};
 use crate::wire::{CodecError, TopicNames};
 
@@ -62,6 +68,89 @@ macro_rules! alter_throttled {
     };
 }
 
+/// Partitions kaos fails inside the broker's answer: a fault narrowed by `partitions` fired on a
+/// Produce or Fetch that named others too. On Produce with direction REQUEST they were taken out
+/// of the request, so the broker wrote only the others; elsewhere the broker answered them too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionFailures {
+    pub error: i16,
+    /// Each failed partition: its topic as the request named it (name, or id from v13 of
+    /// Produce and v13 of Fetch) and its number.
+    pub partitions: Vec<(TopicName, Uuid, i32)>,
+}
+
+impl PartitionFailures {
+    /// The answer `body` (after its length prefix) with these partitions carrying the error and
+    /// no data, added where the broker's answer does not list them; the whole new frame.
+    pub fn merge_into(&self, api: ApiKey, version: i16, body: &[u8]) -> Result<BytesMut, CodecError> {
+        match api {
+            ApiKey::Produce => {
+                let (header, mut answer): (ResponseHeader, ProduceResponse) =
+                    decode_response(api, version, body)?;
+                for (name, id, index) in &self.partitions {
+                    let topic = match answer
+                        .responses
+                        .iter()
+                        .position(|t| same_topic(&t.name, &t.topic_id, name, id))
+                    {
+                        Some(at) => &mut answer.responses[at],
+                        None => {
+                            let topic =
+                                TopicProduceResponse::default().with_name(name.clone()).with_topic_id(*id);
+                            answer.responses.push(topic);
+                            answer.responses.last_mut().expect("just pushed")
+                        }
+                    };
+                    topic.partition_responses.retain(|p| p.index != *index);
+                    topic.partition_responses.push(respond::failed_produce_partition(*index, self.error));
+                }
+                encode_frame(api, &header, api.response_header_version(version), &answer, version)
+            }
+            ApiKey::Fetch => {
+                let (header, mut answer): (ResponseHeader, FetchResponse) =
+                    decode_response(api, version, body)?;
+                for (name, id, index) in &self.partitions {
+                    let topic = match answer
+                        .responses
+                        .iter()
+                        .position(|t| same_topic(&t.topic, &t.topic_id, name, id))
+                    {
+                        Some(at) => &mut answer.responses[at],
+                        None => {
+                            let topic =
+                                FetchableTopicResponse::default().with_topic(name.clone()).with_topic_id(*id);
+                            answer.responses.push(topic);
+                            answer.responses.last_mut().expect("just pushed")
+                        }
+                    };
+                    topic.partitions.retain(|p| p.partition_index != *index);
+                    topic.partitions.push(respond::failed_fetch_partition(*index, self.error));
+                }
+                encode_frame(api, &header, api.response_header_version(version), &answer, version)
+            }
+            _ => Err(CodecError::UnsupportedVersion { api, version }),
+        }
+    }
+}
+
+/// What kaos changes in one broker answer: partitions it fails, then its rules' faults.
+#[derive(Debug, Default)]
+pub struct AnswerChanges {
+    pub failures: Option<PartitionFailures>,
+    pub rules: Vec<Arc<Rule>>,
+}
+
+impl AnswerChanges {
+    pub fn is_empty(&self) -> bool {
+        self.failures.is_none() && self.rules.is_empty()
+    }
+}
+
+/// Whether an answer's topic is the request's: by name, or by id where versions use ids.
+fn same_topic(name: &TopicName, id: &Uuid, request_name: &TopicName, request_id: &Uuid) -> bool {
+    if request_name.0.is_empty() { id == request_id } else { name == request_name }
+}
+
 /// What the faults made of an answer: the new frame, and each fault's effect for the metrics.
 pub type Altered = (BytesMut, Vec<(&'static FaultSpec, Effect)>);
 
@@ -76,6 +165,9 @@ pub fn alter(
     names: &dyn TopicNames,
     rng: &mut fastrand::Rng,
 ) -> Result<Option<Altered>, CodecError> {
+    if rules.is_empty() {
+        return Ok(None);
+    }
     match api {
         ApiKey::Metadata => {
             alter_as::<MetadataResponse>(api, version, body, rules, names, rng, |m| Response::Metadata(m))
@@ -125,6 +217,63 @@ fn alter_as<T: Decodable + Encodable>(
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn failed_partitions_join_the_brokers_answer() {
+        let topic = |name: &str| TopicName(kafka_protocol::protocol::StrBytes::from_string(name.to_owned()));
+        let written = messages::produce_response::PartitionProduceResponse::default()
+            .with_index(0)
+            .with_base_offset(41);
+        let answer = ProduceResponse::default().with_responses(vec![
+            TopicProduceResponse::default()
+                .with_name(topic("orders"))
+                .with_partition_responses(vec![written]),
+        ]);
+        let header = ResponseHeader::default().with_correlation_id(8);
+        let frame = encode_frame(ApiKey::Produce, &header, 1, &answer, 9).unwrap();
+        let failures = PartitionFailures {
+            error: 19,
+            partitions: vec![(topic("orders"), Uuid::nil(), 1), (topic("payments"), Uuid::nil(), 0)],
+        };
+        let merged = failures.merge_into(ApiKey::Produce, 9, &frame[4..]).unwrap();
+        let (header, merged): (ResponseHeader, ProduceResponse) =
+            decode_response(ApiKey::Produce, 9, &merged[4..]).unwrap();
+        assert_eq!(header.correlation_id, 8);
+        let codes: Vec<(String, i32, i16, i64)> = merged
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partition_responses
+                    .iter()
+                    .map(move |p| (t.name.0.to_string(), p.index, p.error_code, p.base_offset))
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            vec![("orders".into(), 0, 0, 41), ("orders".into(), 1, 19, -1), ("payments".into(), 0, 19, -1)],
+            "the broker's partition stays, the failed ones are added"
+        );
+
+        let fetched =
+            messages::fetch_response::PartitionData::default().with_partition_index(1).with_high_watermark(9);
+        let answer = FetchResponse::default().with_responses(vec![
+            FetchableTopicResponse::default().with_topic(topic("orders")).with_partitions(vec![fetched]),
+        ]);
+        let frame = encode_frame(ApiKey::Fetch, &header, 1, &answer, 12).unwrap();
+        let failures = PartitionFailures { error: 6, partitions: vec![(topic("orders"), Uuid::nil(), 1)] };
+        let merged = failures.merge_into(ApiKey::Fetch, 12, &frame[4..]).unwrap();
+        let (_, merged): (ResponseHeader, FetchResponse) =
+            decode_response(ApiKey::Fetch, 12, &merged[4..]).unwrap();
+        let partition = &merged.responses[0].partitions[0];
+        assert_eq!(
+            (
+                merged.responses[0].partitions.len(),
+                partition.error_code,
+                partition.records.as_ref().is_none_or(|r| r.is_empty())
+            ),
+            (1, 6, true)
+        );
+    }
 
     /// tansu answers Fetch v15 with tag 0, which Kafka defines from v16 (node_endpoints): kaos
     /// skips the field, as Kafka's decoder does, instead of failing the answer.

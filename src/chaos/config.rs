@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use kafka_protocol::messages::ApiKey;
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -61,6 +62,12 @@ pub trait Configurable: Serialize + DeserializeOwned + JsonSchema {
     /// Checks what the types cannot say (a minimum above its maximum) and settles fields whose
     /// default depends on another. Errors name the field as `config.<name>`.
     fn validate(&mut self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Settles what depends on the API the rule is for, such as which errors a fault answers
+    /// with: Kafka answers each API with its own. Errors name the field.
+    fn settle_for(&mut self, _api: ApiKey) -> Result<(), ConfigError> {
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 pub mod alter;
 pub mod config;
 pub mod errors;
+pub mod network;
 pub mod outage;
 pub mod plan;
 pub mod records;
@@ -27,6 +28,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest};
 use serde_json::{Map, Value, json};
 
 pub use config::{ConfigError, Configurable, TopicFilter};
+use network::{ConnectionSoFar, LinkFault};
 pub use rule::{Direction, Rule, RuleSet};
 
 use crate::wire::TopicNames;
@@ -54,6 +56,13 @@ registry! {
     slow_broker::SlowBroker,
     slow_topic::SlowTopic,
     invalid_schema::InvalidSchema,
+    reset_peer::ResetPeer,
+    timeout::Timeout,
+    bandwidth::Bandwidth,
+    slicer::Slicer,
+    slow_close::SlowClose,
+    limit_data::LimitData,
+    refuse_connections::RefuseConnections,
 }
 
 /// What a fault does to one request it fires on.
@@ -77,6 +86,8 @@ pub enum Effect {
     /// The answer asks the client to wait this long, and kaos holds the connection's next
     /// requests as long, as a broker mutes a throttled channel (KIP-219).
     Throttled(Duration),
+    /// The connection's network goes bad (see `network`).
+    Network(LinkFault),
 }
 
 /// What a fault may look at and change.
@@ -91,12 +102,21 @@ pub struct FaultContext<'a> {
     /// For an outage, the window the request falls in (the same on every shard): one election or
     /// breakdown has one cause, so every request in it gets the same error.
     pub window: Option<u64>,
+    /// What the request's connection carried before it, for network faults' triggers.
+    pub connection: ConnectionSoFar,
 }
 
 impl<'a> FaultContext<'a> {
     /// A context with no decoded request and no window.
     pub fn new(rng: &'a mut fastrand::Rng, topics: &'a TopicFilter, topic_names: &'a dyn TopicNames) -> Self {
-        FaultContext { rng, topics, produce: None, topic_names, window: None }
+        FaultContext {
+            rng,
+            topics,
+            produce: None,
+            topic_names,
+            window: None,
+            connection: ConnectionSoFar::default(),
+        }
     }
 }
 
@@ -121,6 +141,19 @@ pub trait Fault: Send + Sync + Debug {
 
     /// Applies the fault to one request; `None` when it had nothing to act on.
     fn apply(&self, context: &mut FaultContext<'_>) -> Option<Effect>;
+
+    /// The partition numbers it is narrowed to, on Produce and Fetch: the request's other
+    /// partitions go to the broker, and its answer carries the fault's error for these
+    /// (`alter::PartitionFailures`). `None`: every partition of a request it fires on.
+    fn partitions(&self) -> Option<&[i32]> {
+        None
+    }
+
+    /// Whether it closes new connections as soon as they are accepted (refuse-connections): its
+    /// rule is then asked at accept time, not per request.
+    fn refuses_connections(&self) -> bool {
+        false
+    }
 
     /// Whether, on requests of `api`, it changes the broker's answer (with `alter`) rather than
     /// the request (with `apply`). Its rule's topics then filter the answer, and the request is
@@ -168,7 +201,7 @@ pub struct FaultSpec {
     pub directions: &'static [Direction],
     pub requires_topics: bool,
     /// Reads the fault's own config fields.
-    build: fn(Map<String, Value>) -> Result<Built, ConfigError>,
+    build: fn(Map<String, Value>, ApiKey) -> Result<Built, ConfigError>,
     /// The schema of the fault's own fields.
     schema: fn() -> Value,
     /// The defaults of the fault's own fields.
@@ -204,8 +237,9 @@ impl FaultSpec {
         self.api_keys.is_empty() || self.api_keys.contains(&api)
     }
 
-    pub fn build(&self, config: Map<String, Value>) -> Result<Built, ConfigError> {
-        (self.build)(config)
+    /// Reads a rule's config for requests of `api`.
+    pub fn build(&self, config: Map<String, Value>, api: ApiKey) -> Result<Built, ConfigError> {
+        (self.build)(config, api)
     }
 
     /// The whole `config` object a rule of this fault takes: the shared fields and its own.
@@ -236,8 +270,9 @@ fn common_parts() -> (Value, Value) {
     (config::schema_of::<config::CommonConfig>(), config::CommonConfig::defaults())
 }
 
-fn build<T: FaultConfig>(given: Map<String, Value>) -> Result<Built, ConfigError> {
-    let fault: T = config::parse(given)?;
+fn build<T: FaultConfig>(given: Map<String, Value>, api: ApiKey) -> Result<Built, ConfigError> {
+    let mut fault: T = config::parse(given)?;
+    fault.settle_for(api)?;
     let reported = match serde_json::to_value(&fault) {
         Ok(Value::Object(fields)) => fields,
         _ => Map::new(),
@@ -284,7 +319,8 @@ mod tests {
                 };
                 given.insert(field["name"].as_str().unwrap().to_owned(), sample);
             }
-            let reported = spec.build(given).unwrap_or_else(|e| panic!("{}: {e}", spec.name)).config;
+            let api = spec.api_keys.first().copied().unwrap_or(ApiKey::Produce);
+            let reported = spec.build(given, api).unwrap_or_else(|e| panic!("{}: {e}", spec.name)).config;
             for field in fields.iter().filter(|f| f.get("default").is_some()) {
                 let name = field["name"].as_str().unwrap();
                 assert_eq!(reported.get(name), Some(&field["default"]), "{}.{name}", spec.name);

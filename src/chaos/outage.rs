@@ -16,9 +16,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::Effect;
-use super::config::{ConfigError, pick_latency, settle_latency};
-use super::errors::KafkaError;
+use kafka_protocol::messages::ApiKey;
+
+use super::alter::Response;
+use super::config::{ConfigError, pick_latency};
+use super::errors::{KafkaError, check_answered_by};
+use super::{Effect, FaultContext};
 
 /// What one window covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,21 +166,64 @@ pub fn window_length(
     }
 }
 
-/// The defaults of an outage's own fields.
-pub fn defaults(errors: &[&str]) -> Value {
-    json!({"errors": errors, "minLatencyToAddInMilliseconds": 0})
+/// The defaults of an outage's own fields; its errors default by API (see `settle_errors`).
+pub fn defaults() -> Value {
+    json!({"minLatencyToAddInMilliseconds": 0})
 }
 
-/// Checks an outage's errors and latency range.
-pub fn check(
-    errors: &[KafkaError],
-    min_latency: u64,
-    max_latency: &mut Option<u64>,
+/// Fills in an outage's errors for requests of `api` when the rule gave none (`defaults`), and
+/// checks that Kafka answers `api` with each of them.
+pub fn settle_errors(
+    errors: &mut Option<Vec<KafkaError>>,
+    api: ApiKey,
+    defaults: &[&str],
 ) -> Result<(), ConfigError> {
-    if errors.is_empty() {
-        return Err(ConfigError::new("config.errors", "needs at least one Kafka error name"));
+    let errors =
+        errors.get_or_insert_with(|| defaults.iter().filter_map(|name| KafkaError::named(name)).collect());
+    check_answered_by(api, errors)
+}
+
+/// Checks an outage's `partitions`: partition numbers of Produce or Fetch requests.
+pub fn check_partitions(partitions: &Option<Vec<i32>>, api: ApiKey) -> Result<(), ConfigError> {
+    let Some(partitions) = partitions else { return Ok(()) };
+    if !matches!(api, ApiKey::Produce | ApiKey::Fetch) {
+        return Err(ConfigError::new("config.partitions", "narrows Produce and Fetch requests only"));
     }
-    settle_latency(min_latency, max_latency)
+    if partitions.is_empty() {
+        return Err(ConfigError::new("config.partitions", "name at least one partition, or leave it out"));
+    }
+    match partitions.iter().position(|&p| p < 0) {
+        Some(index) => {
+            Err(ConfigError::new(format!("config.partitions[{index}]"), "partition numbers start at 0"))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A Metadata answer whose topics (those `context.topics` covers, or all) carry one of `errors`
+/// and no partitions, as a broker answers for a topic it cannot serve; the brokers stay, so the
+/// client keeps its connections and asks again.
+pub fn fail_topics(
+    response: &mut Response<'_>,
+    errors: &[KafkaError],
+    context: &mut FaultContext<'_>,
+) -> Option<Effect> {
+    let Response::Metadata(metadata) = response else { return None };
+    let mut failed = 0;
+    for topic in &mut metadata.topics {
+        let name = topic
+            .name
+            .as_ref()
+            .map(|name| name.0.to_string())
+            .or_else(|| context.topic_names.name_by_id(topic.topic_id.as_bytes()));
+        let covered = context.topics.is_empty() || name.is_some_and(|name| context.topics.matches(&name));
+        if covered && !errors.is_empty() {
+            topic.error_code = errors[context.rng.usize(..errors.len())].0;
+            topic.partitions.clear();
+            failed += 1;
+        }
+    }
+    (failed > 0).then_some(Effect::Altered(failed))
 }
 
 /// A local answer in a request's place, after a random latency: one of `errors`, the same for

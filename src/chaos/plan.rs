@@ -11,8 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader};
+use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader, TopicName};
+use uuid::Uuid;
 
+use super::alter::PartitionFailures;
+use super::network::{ConnectionSoFar, LinkFault};
 use super::outage::{WindowScope, Windows};
 use super::scope::ClientScopes;
 use super::{Direction, Effect, FaultContext, FaultSpec, Rule, TopicFilter, respond};
@@ -67,6 +70,10 @@ pub struct Outcome {
     pub no_response: Option<NoResponse>,
     /// Rules whose faults change the broker's answer on its way back (see `alter`).
     pub alter_response: Vec<Arc<Rule>>,
+    /// Partitions that fail inside the broker's answer (a fault narrowed by `partitions`).
+    pub fail_partitions: Option<PartitionFailures>,
+    /// Network faults to arm on the connection, with their rules.
+    pub network: Vec<(Arc<Rule>, LinkFault)>,
     /// Deliver the request to the broker twice.
     pub duplicate: bool,
     /// Hold the request this long before forwarding it.
@@ -93,6 +100,8 @@ pub struct NoResponse {
 enum Decoded {
     Produce(RequestHeader, ProduceRequest),
     Fetch(FetchRequest),
+    /// One of `respond::ANSWERABLE_APIS`: decoded when kaos answers it, from the body.
+    Other(ApiKey),
 }
 
 impl Plan {
@@ -138,27 +147,42 @@ impl Plan {
         request: RequestPrefix,
         body: &[u8],
         topic_names: &dyn TopicNames,
+        connection: ConnectionSoFar,
         rng: &mut fastrand::Rng,
     ) -> Result<Outcome, CodecError> {
         let mut decoded = if self.needs_body { Some(decode(request, body)?) } else { None };
-        let partitions = decoded.as_ref().map(|d| touched_partitions(d, topic_names)).unwrap_or_default();
+        let partitions = match &decoded {
+            Some(Decoded::Other(api)) => {
+                respond::requested_topics(*api, request.api_version, body, topic_names)?
+            }
+            Some(decoded) => touched_partitions(decoded, topic_names),
+            None => Vec::new(),
+        };
         let mut outcome = Outcome::default();
         let mut rewrote = false;
         let mut failed_with = 0;
         let api = ApiKey::try_from(request.api_key).ok();
         for Fired { rule, rolled } in &self.fired {
-            if api.is_some_and(|api| rule.fault.alters_responses(api)) {
-                // It acts when the answer comes back (counted then, if it changes anything).
-                outcome.alter_response.push(rule.clone());
+            // A fault that alters the answer acts when it comes back, on the topics in it.
+            let alters = api.is_some_and(|api| rule.fault.alters_responses(api));
+            let topics = &rule.common.topics;
+            if !alters && !topics.is_empty() && !partitions.iter().any(|(topic, _)| topics.matches(topic)) {
                 continue;
             }
-            let topics = &rule.common.topics;
-            if !topics.is_empty() && !partitions.iter().any(|(topic, _)| topics.matches(topic)) {
+            // A fault narrowed to some partition numbers acts on those the request names, if any.
+            let narrowed: Option<Vec<(String, i32)>> = rule.fault.partitions().map(|numbers| {
+                let chosen = |(topic, p): &&(String, i32)| {
+                    numbers.contains(p) && (topics.is_empty() || topics.matches(topic))
+                };
+                partitions.iter().filter(chosen).cloned().collect()
+            });
+            if narrowed.as_ref().is_some_and(Vec::is_empty) {
                 continue;
             }
             let mut window = None;
             if let Some(windows) = rule.fault.windows() {
-                let keys = window_keys(windows, self.node, &partitions, topics);
+                let keys =
+                    window_keys(windows, self.node, narrowed.as_deref().unwrap_or(&partitions), topics);
                 let now = Instant::now();
                 window = keys.iter().find_map(|&key| windows.window_of(key, now));
                 if window.is_none() {
@@ -169,11 +193,17 @@ impl Plan {
                     window = keys.iter().find_map(|&key| windows.window_of(key, now));
                 }
             }
+            if alters {
+                // Counted when the answer comes back, if it changes anything.
+                outcome.alter_response.push(rule.clone());
+                continue;
+            }
             let produce = match &mut decoded {
                 Some(Decoded::Produce(_, produce)) => Some(produce),
                 _ => None,
             };
-            let mut context = FaultContext { rng, topics: &rule.common.topics, produce, topic_names, window };
+            let mut context =
+                FaultContext { rng, topics: &rule.common.topics, produce, topic_names, window, connection };
             let Some(effect) = rule.fault.apply(&mut context) else { continue };
             match &effect {
                 Effect::Delay(delay) => match rule.key.direction {
@@ -181,8 +211,24 @@ impl Plan {
                     Direction::Response => outcome.response_delay = outcome.response_delay.max(*delay),
                 },
                 Effect::Fail { error, after }
-                    if outcome.answer.is_none() && outcome.replace_response.is_none() =>
+                    if outcome.answer.is_none()
+                        && outcome.replace_response.is_none()
+                        && outcome.fail_partitions.is_none() =>
                 {
+                    if let (Some(narrowed), Some(decoded)) = (&narrowed, &mut decoded)
+                        && narrowed.len() < partitions.len()
+                    {
+                        // Some partitions fail, the others go to the broker: a Produce of
+                        // direction REQUEST leaves the failed ones out, so they are not written.
+                        let take_out = rule.key.direction == Direction::Request;
+                        let failed = narrow(decoded, narrowed, topic_names, take_out);
+                        rewrote |= take_out && matches!(decoded, Decoded::Produce(..));
+                        outcome.fail_partitions =
+                            Some(PartitionFailures { error: *error, partitions: failed });
+                        outcome.response_delay = outcome.response_delay.max(*after);
+                        outcome.applied.push((rule.spec, effect));
+                        continue;
+                    }
                     let frame = match &decoded {
                         Some(Decoded::Produce(_, produce)) => respond::failed_produce(
                             produce,
@@ -192,6 +238,9 @@ impl Plan {
                         ),
                         Some(Decoded::Fetch(fetch)) => {
                             respond::failed_fetch(fetch, request.api_version, request.correlation_id, *error)
+                        }
+                        Some(Decoded::Other(api)) => {
+                            respond::failed_answer(*api, request.api_version, body, *error)
                         }
                         // Faults that fail requests ask for the body, so this is not reached.
                         None => continue,
@@ -212,6 +261,7 @@ impl Plan {
                     outcome.no_response.get_or_insert(NoResponse { forwarded, close_after: *close_after });
                 }
                 Effect::Rewrote(_) => rewrote = true,
+                Effect::Network(link) => outcome.network.push((rule.clone(), *link)),
             }
             outcome.applied.push((rule.spec, effect));
         }
@@ -239,9 +289,48 @@ fn decode(request: RequestPrefix, body: &[u8]) -> Result<Decoded, CodecError> {
             Ok(Decoded::Produce(header, produce))
         }
         Ok(ApiKey::Fetch) => Ok(Decoded::Fetch(decode_request(ApiKey::Fetch, version, body)?.1)),
+        Ok(api) if respond::ANSWERABLE_APIS.contains(&api) => Ok(Decoded::Other(api)),
         Ok(api) => Err(CodecError::UnsupportedVersion { api, version }),
         Err(_) => Err(CodecError::UnknownApi(request.api_key)),
     }
+}
+
+/// The partitions `narrowed` (by topic name) of a decoded Produce or Fetch, as its answer names
+/// them; with `take_out`, also removed from a Produce, so that the broker writes only the others.
+fn narrow(
+    decoded: &mut Decoded,
+    narrowed: &[(String, i32)],
+    names: &dyn TopicNames,
+    take_out: bool,
+) -> Vec<(TopicName, Uuid, i32)> {
+    let mut failed = Vec::new();
+    let mut chosen = |name: &TopicName, id: &Uuid, index: i32| {
+        let hit = names
+            .name_of(name.0.as_str(), id.as_bytes())
+            .is_some_and(|topic| narrowed.iter().any(|(t, p)| *t == topic && *p == index));
+        if hit {
+            failed.push((name.clone(), *id, index));
+        }
+        hit
+    };
+    match decoded {
+        Decoded::Produce(_, produce) => {
+            for topic in &mut produce.topic_data {
+                let (name, id) = (topic.name.clone(), topic.topic_id);
+                topic.partition_data.retain(|p| !(chosen(&name, &id, p.index) && take_out));
+            }
+            produce.topic_data.retain(|topic| !topic.partition_data.is_empty());
+        }
+        Decoded::Fetch(fetch) => {
+            for topic in &fetch.topics {
+                for partition in &topic.partitions {
+                    chosen(&topic.topic, &topic.topic_id, partition.partition);
+                }
+            }
+        }
+        Decoded::Other(_) => {}
+    }
+    failed
 }
 
 /// The partitions a request touches, by topic name; topics known only by an unknown id are left
@@ -263,12 +352,14 @@ fn touched_partitions(decoded: &Decoded, names: &dyn TopicNames) -> Vec<(String,
                 }
             }
         }
+        Decoded::Other(_) => {}
     }
     touched
 }
 
 /// The outage windows a request to broker `node` falls in: the broker's, or those of each of its
-/// partitions that the rule's topics cover.
+/// partitions that the rule's topics cover. A request that names no partition (a group's, or a
+/// transaction's) falls in its broker's: the coordinator is the broker.
 fn window_keys(
     windows: &Windows,
     node: Option<i32>,
@@ -276,6 +367,7 @@ fn window_keys(
     topics: &TopicFilter,
 ) -> Vec<u64> {
     match windows.scope() {
+        WindowScope::Partition if partitions.is_empty() => vec![Windows::key(node, None)],
         WindowScope::Broker => vec![Windows::key(node, None)],
         WindowScope::Partition => partitions
             .iter()
@@ -330,7 +422,7 @@ mod tests {
         let (prefix, body) = produce_body(version, values);
         let mut rng = fastrand::Rng::with_seed(3);
         let plan = Plan::decide(rules.for_api(0), Scope::default(), None, &mut rng).expect("the rule fires");
-        plan.carry_out(prefix, &body, &names, &mut rng).expect("decodable")
+        plan.carry_out(prefix, &body, &names, Default::default(), &mut rng).expect("decodable")
     }
 
     /// The record values of a rewritten Produce frame.
@@ -400,6 +492,56 @@ mod tests {
     }
 
     #[test]
+    fn partitions_narrow_a_failure_and_the_rest_goes_to_the_broker() {
+        let records = || batch(Compression::None, &[b"x"], -1, -1);
+        let body = Produce::new(9)
+            .correlation_id(17)
+            .topic(
+                Topic::new("orders", TOPIC_ID)
+                    .partition(0, records())
+                    .partition(1, records())
+                    .partition(2, records()),
+            )
+            .body();
+        let prefix = RequestPrefix::parse(&body).unwrap();
+        for (direction, taken_out) in [("REQUEST", true), ("RESPONSE", false)] {
+            let broken = rules_in(
+                "broken-broker",
+                r#"{"errors":["NOT_ENOUGH_REPLICAS"],"partitions":[1,7]}"#,
+                direction,
+            );
+            let mut rng = fastrand::Rng::with_seed(3);
+            let plan = Plan::decide(broken.for_api(0), Scope::default(), None, &mut rng).unwrap();
+            let outcome = plan.carry_out(prefix, &body, &names, Default::default(), &mut rng).unwrap();
+            assert!(outcome.answer.is_none() && outcome.replace_response.is_none(), "{direction}: forwarded");
+            let failures = outcome.fail_partitions.expect("partition 1 fails in the answer");
+            assert_eq!(failures.error, 19);
+            assert_eq!(failures.partitions.iter().map(|(_, _, p)| *p).collect::<Vec<_>>(), vec![1]);
+            match outcome.rewritten {
+                Some(frame) if taken_out => {
+                    let mut rest = Bytes::copy_from_slice(&frame[4..]);
+                    RequestHeader::decode(&mut rest, ApiKey::Produce.request_header_version(9)).unwrap();
+                    let request = ProduceRequest::decode(&mut rest, 9).unwrap();
+                    let left: Vec<i32> =
+                        request.topic_data[0].partition_data.iter().map(|p| p.index).collect();
+                    assert_eq!(left, vec![0, 2], "the broker writes only the others");
+                }
+                None if !taken_out => {}
+                other => panic!("{direction}: {other:?}"),
+            }
+        }
+        let elsewhere = rules("broken-broker", r#"{"partitions":[5]}"#);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let plan = Plan::decide(elsewhere.for_api(0), Scope::default(), None, &mut rng).unwrap();
+        let outcome = plan.carry_out(prefix, &body, &names, Default::default(), &mut rng).unwrap();
+        assert!(outcome.applied.is_empty() && outcome.fail_partitions.is_none(), "no partition 5 here");
+        let all = rules("broken-broker", r#"{"partitions":[0,1,2]}"#);
+        let plan = Plan::decide(all.for_api(0), Scope::default(), None, &mut rng).unwrap();
+        let outcome = plan.carry_out(prefix, &body, &names, Default::default(), &mut rng).unwrap();
+        assert!(outcome.answer.is_some(), "every partition named: answered whole, as without `partitions`");
+    }
+
+    #[test]
     fn no_response_says_whether_the_broker_sees_the_request() {
         for (direction, forwarded) in [("REQUEST", false), ("RESPONSE", true)] {
             let outcome = carry(&rules_in("no-response", r#"{"closeAfterMs":40}"#, direction), 9, &[b"x"]);
@@ -417,7 +559,8 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(1);
         let any = rules("random-bytes", r#"{"topics":["orders"]}"#);
         let plan = Plan::decide(any.for_api(0), Scope::default(), None, &mut rng).unwrap();
-        let outcome = plan.carry_out(prefix, &body, &|_: &[u8; 16]| None, &mut rng).unwrap();
+        let outcome =
+            plan.carry_out(prefix, &body, &|_: &[u8; 16]| None, Default::default(), &mut rng).unwrap();
         assert!(outcome.applied.is_empty(), "an unknown topic id matches no topic rule");
     }
 
@@ -440,8 +583,11 @@ mod tests {
         let old = RequestPrefix { api_version: 2, ..prefix };
         let mut rng = fastrand::Rng::with_seed(1);
         let plan = Plan::decide(random.for_api(0), Scope::default(), None, &mut rng).unwrap();
-        assert!(plan.carry_out(old, &body, &names, &mut rng).is_err());
-        assert!(plan.carry_out(prefix, &body[..body.len() / 2], &names, &mut rng).is_err(), "truncated");
+        assert!(plan.carry_out(old, &body, &names, Default::default(), &mut rng).is_err());
+        assert!(
+            plan.carry_out(prefix, &body[..body.len() / 2], &names, Default::default(), &mut rng).is_err(),
+            "truncated"
+        );
     }
 
     #[test]
@@ -479,7 +625,7 @@ mod tests {
         let mut rng = fastrand::Rng::new();
         let scope = Scope { node: Some(node), ..Scope::default() };
         let Some(plan) = Plan::decide(rules.for_api(0), scope, None, &mut rng) else { return false };
-        plan.carry_out(prefix, &body, &names, &mut rng).unwrap().answer.is_some()
+        plan.carry_out(prefix, &body, &names, Default::default(), &mut rng).unwrap().answer.is_some()
     }
 
     fn open_window(rules: &RuleSet, node: i32, partition: Option<i32>) {
@@ -528,7 +674,9 @@ mod tests {
             (0..30)
                 .map(|_| {
                     let plan = Plan::decide(election.for_api(0), scope, None, &mut rng).unwrap();
-                    match plan.carry_out(prefix, &body, &names, &mut rng).unwrap().applied[..] {
+                    match plan.carry_out(prefix, &body, &names, Default::default(), &mut rng).unwrap().applied
+                        [..]
+                    {
                         [(_, Effect::Fail { error, .. })] => error,
                         ref other => panic!("{other:?}"),
                     }

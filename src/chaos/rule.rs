@@ -1,6 +1,7 @@
 //! Rules: which fault applies to which requests, parsed from the REST API's JSON, and the
 //! immutable `RuleSet` snapshot the shards read.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,15 +43,38 @@ pub fn parse_api_key(name: &str) -> Option<ApiKey> {
     (0..200).find_map(|key| ApiKey::try_from(key).ok().filter(|&api| api_key_name(api) == name))
 }
 
-/// An API key as a rule body names it.
-struct ApiKeyName(ApiKey);
+/// An API key as a rule body names it (`PRODUCE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiName(pub ApiKey);
 
-impl<'de> Deserialize<'de> for ApiKeyName {
+impl<'de> Deserialize<'de> for ApiName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
-        parse_api_key(&name).map(ApiKeyName).ok_or_else(|| {
+        parse_api_key(&name).map(ApiName).ok_or_else(|| {
             serde::de::Error::custom(format!("unknown Kafka API '{name}' (for example PRODUCE or FETCH)"))
         })
+    }
+}
+
+impl Serialize for ApiName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&api_key_name(self.0))
+    }
+}
+
+impl JsonSchema for ApiName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ApiName".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<String> =
+            (0..200).filter_map(|key| ApiKey::try_from(key).ok()).map(api_key_name).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
     }
 }
 
@@ -60,7 +84,7 @@ impl<'de> Deserialize<'de> for ApiKeyName {
 struct RuleBody {
     config: Option<Map<String, Value>>,
     direction: Option<Direction>,
-    api_keys: ApiKeyName,
+    api_keys: ApiName,
 }
 
 /// What identifies a rule: creating one with the same key replaces it.
@@ -128,7 +152,7 @@ impl Rule {
                 format!("{} needs topics or topicPatterns", spec.name),
             ));
         }
-        let built = spec.build(config)?;
+        let built = spec.build(config, api_key)?;
 
         let key = RuleKey {
             tenant: tenant.into(),
@@ -217,6 +241,8 @@ pub struct RuleSet {
     by_api: Vec<Vec<Arc<Rule>>>,
     /// Whether some rule is for some `client.id`s only, so connections must watch request ids.
     scopes_by_client_id: bool,
+    /// The rules asked when a connection is accepted (refuse-connections).
+    on_accept: Vec<Arc<Rule>>,
 }
 
 impl RuleSet {
@@ -228,7 +254,26 @@ impl RuleSet {
             }
         }
         let scopes_by_client_id = rules.iter().any(|rule| rule.common.clients.by_client_id());
-        RuleSet { rules, by_api, scopes_by_client_id }
+        let on_accept = rules.iter().filter(|rule| rule.fault.refuses_connections()).cloned().collect();
+        RuleSet { rules, by_api, scopes_by_client_id, on_accept }
+    }
+
+    /// The rule that refuses a new connection from `client` to broker `node`, if one is active
+    /// and fires: an empty list for almost every accept.
+    pub fn refusing(
+        &self,
+        node: Option<i32>,
+        client: Option<IpAddr>,
+        rng: &mut fastrand::Rng,
+    ) -> Option<&Arc<Rule>> {
+        let now = Instant::now();
+        self.on_accept.iter().find(|rule| {
+            let clients = &rule.common.clients;
+            (clients.is_empty() || clients.matches(client, None))
+                && rule.applies_to(None, node)
+                && rule.is_active(now)
+                && rule.fires(rng)
+        })
     }
 
     pub fn scopes_by_client_id(&self) -> bool {

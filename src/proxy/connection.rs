@@ -5,6 +5,7 @@
 
 use std::future::{Future, poll_fn};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,19 +23,28 @@ use super::authenticator::{ClientLogin, Gate};
 use super::identity::Identity;
 use super::inflight::{Answer, InFlight, InFlightQueue, Reply};
 use super::lane::{Emit, Lane, LaneError, ProtocolError, Router, Verdict};
+use super::link::LinkFaults;
+use super::pace::Pacer;
 use super::rewrite::{self, Learned};
+use crate::chaos::alter::AnswerChanges;
+use crate::chaos::network::ConnectionSoFar;
 use crate::chaos::plan::{Plan, Scope};
 use crate::chaos::scope::ClientScopes;
-use crate::chaos::{Effect, Rule, RuleSet, alter, respond};
+use crate::chaos::{Effect, RuleSet, alter, respond};
 use crate::shard::Shard;
 use crate::wire::batches::produce_batches;
 use crate::wire::codec::decode_request;
 use crate::wire::frame::{self, LENGTH_PREFIX, ProduceTopics, REQUEST_PREFIX, RESPONSE_PREFIX};
 use crate::wire::{RequestPrefix, TopicNames, with_length_prefix};
+use socket2_04::SockRef;
 use tracing::warn;
 
 /// Iterations of the connection loop before it yields to other tasks on the shard.
 const BUDGET: usize = 32;
+
+/// How often a black-holed connection (timeout), which no traffic wakes, looks whether its rule
+/// is still there.
+const RULE_RECHECK: Duration = Duration::from_millis(100);
 /// How far into a Produce request kaos reads for its first topic before gathering it whole.
 const TOPIC_PEEK_LIMIT: usize = 64 * 1024;
 
@@ -44,8 +54,10 @@ pub enum End {
     ClientClosed,
     BrokerClosed,
     Drained,
-    /// A fault closed it (no-response's `closeAfterMs`).
-    ClosedByFault,
+    /// A fault closed it: no-response's `closeAfterMs`, timeout, limit-data or slow-close.
+    ClosedByFault(&'static str),
+    /// A fault reset it (reset-peer): the client got an RST.
+    ResetByFault,
     /// The client sent something that is not Kafka, or a frame over the limit.
     ClientMalformed(LaneError),
     /// The broker sent something kaos cannot relay safely.
@@ -57,9 +69,18 @@ pub enum End {
 
 /// `C` and `B` are the client and broker streams: plain TCP or TLS over it, each combination its
 /// own instance, so that plaintext carries no TLS code.
+/// The client's TCP socket, beyond its stream: where it connects from, and its descriptor, for
+/// the socket options a fault needs (reset-peer's RST).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSocket {
+    pub address: Option<IpAddr>,
+    pub fd: RawFd,
+}
+
 pub struct Connection<'a, C, B> {
     shard: &'a Rc<Shard>,
     client: C,
+    client_fd: RawFd,
     broker: B,
     requests: Lane,
     responses: Lane,
@@ -87,8 +108,16 @@ struct RequestSide<'a> {
     next_copy_id: i32,
     /// When a fault closes the connection (no-response's `closeAfterMs`).
     close_at: Option<Instant>,
+    /// When a connection one side closed is closed (slow-close).
+    slow_close_at: Option<Instant>,
     /// Requests wait until then: a throttled answer mutes the connection (KIP-219).
     muted_until: Option<Instant>,
+    /// What the connection carried so far, for network faults' triggers.
+    so_far: ConnectionSoFar,
+    /// The network faults armed on the connection.
+    links: LinkFaults,
+    /// When a black-holed connection looks at the rules again.
+    recheck_at: Option<Instant>,
 }
 
 struct Pending {
@@ -100,6 +129,8 @@ struct Pending {
     /// When it was read: delays count from here, so a request queued behind a delayed one waits
     /// its own latency, not the sum of both (it still never overtakes).
     arrived: Instant,
+    /// What the connection carried before it.
+    so_far: ConnectionSoFar,
 }
 
 /// Why a response is being gathered whole.
@@ -110,14 +141,14 @@ enum Gathering {
     Replace { frame: BytesMut, release: Instant },
     /// Relay it, rewritten if it carries addresses and altered by `alter`'s faults, not before
     /// `release`.
-    Relay { request: InFlight, release: Option<Instant>, alter: Vec<Arc<Rule>> },
+    Relay { request: InFlight, release: Option<Instant>, alter: AnswerChanges },
 }
 
 impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> Connection<'a, C, B> {
     pub fn new(
         shard: &'a Rc<Shard>,
         client: C,
-        client_address: Option<IpAddr>,
+        socket: ClientSocket,
         broker: B,
         node: Option<i32>,
         drain_key: u64,
@@ -126,20 +157,25 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
         Connection {
             shard,
             client,
+            client_fd: socket.fd,
             broker,
             requests: Lane::new(config.max_frame_bytes),
             responses: Lane::new(config.max_frame_bytes),
             in_flight: InFlightQueue::new(config.max_in_flight),
             request_side: RequestSide {
                 rules: Cache::new(&shard.shared.rules),
-                clients: ClientScopes::new(client_address),
+                clients: ClientScopes::new(socket.address),
                 login: shard.shared.client_users.as_ref().map(ClientLogin::new),
                 node,
                 rng: fastrand::Rng::new(),
                 pending: None,
                 next_copy_id: i32::MIN,
                 close_at: None,
+                slow_close_at: None,
                 muted_until: None,
+                so_far: ConnectionSoFar::default(),
+                links: LinkFaults::default(),
+                recheck_at: None,
             },
             identity: Identity::new(&config.oauth_principal_claim),
             gathering: None,
@@ -162,6 +198,20 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
         }
         let metrics = &self.shard.metrics;
         for _ in 0..BUDGET {
+            if let Some(end) = self.network_end() {
+                return Poll::Ready(end);
+            }
+            if self.request_side.links.black_hole() {
+                // timeout: nothing moves either way until it closes or its rule goes; no traffic
+                // wakes the connection, so it looks at the rules every RULE_RECHECK.
+                let recheck = Instant::now() + RULE_RECHECK;
+                self.request_side.recheck_at = Some(recheck);
+                if self.timer_fired(cx) {
+                    continue;
+                }
+                return Poll::Pending;
+            }
+            self.request_side.recheck_at = None;
             let mut router = RequestRouter {
                 shard: self.shard,
                 in_flight: &mut self.in_flight,
@@ -173,8 +223,17 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 Err(e) => return Poll::Ready(classify(e, End::ClientMalformed)),
             };
             metrics.bytes_from_clients.add(up.read as u64);
-            if self.requests.eof {
-                return Poll::Ready(End::ClientClosed);
+            if self.requests.paused() {
+                // The request just judged armed a network fault: shape the lanes before it leaves.
+                if let Some(end) = self.network_end() {
+                    return Poll::Ready(end);
+                }
+                self.requests.resume();
+            }
+            if self.requests.eof
+                && let Some(end) = self.closing(End::ClientClosed)
+            {
+                return Poll::Ready(end);
             }
 
             // kaos's own answers leave when they reach the front of the queue.
@@ -197,8 +256,10 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 Err(e) => return Poll::Ready(classify(e, End::BrokerMalformed)),
             };
             metrics.bytes_from_brokers.add(down.read as u64);
-            if self.responses.eof {
-                return Poll::Ready(End::BrokerClosed);
+            if self.responses.eof
+                && let Some(end) = self.closing(End::BrokerClosed)
+            {
+                return Poll::Ready(end);
             }
 
             if self.shard.drain.started()
@@ -209,7 +270,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 return Poll::Ready(End::Drained);
             }
             if self.request_side.close_at.is_some_and(|at| Instant::now() >= at) {
-                return Poll::Ready(End::ClosedByFault);
+                return Poll::Ready(End::ClosedByFault("no-response"));
             }
             if !up.any() && !down.any() && !injected && !self.timer_fired(cx) {
                 return Poll::Pending;
@@ -219,10 +280,62 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
         Poll::Pending
     }
 
+    /// Brings the network faults armed on the connection up to date with the rules, shapes the
+    /// lanes as they ask, and says whether one of them ends the connection now.
+    fn network_end(&mut self) -> Option<End> {
+        let side = &mut self.request_side;
+        if side.links.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let rules = side.rules.load().clone();
+        side.links.prune(&rules, now);
+        if let Some([requests, responses]) = side.links.take_shaping() {
+            for (lane, shaping) in [(&mut self.requests, requests), (&mut self.responses, responses)] {
+                lane.set_pacer(shaping.shape.map(|shape| Pacer::new(shape, fastrand::Rng::new())));
+                if let Some(limit) = shaping.new_limit {
+                    lane.set_byte_limit(limit);
+                }
+            }
+        }
+        if let Some((at, reset)) = side.links.ends_at()
+            && now >= at
+        {
+            if !reset {
+                return Some(End::ClosedByFault("timeout"));
+            }
+            // Closing with a zero linger sends an RST instead of a FIN.
+            if let Err(why) = SockRef::from(&self.client_fd).set_linger(Some(Duration::ZERO)) {
+                warn!(error = %why, "reset-peer: cannot set SO_LINGER; the connection is closed instead");
+            }
+            return Some(End::ResetByFault);
+        }
+        (self.requests.limit_reached() || self.responses.limit_reached())
+            .then_some(End::ClosedByFault("limit-data"))
+    }
+
+    /// How a connection one side closed ends: at once, or (slow-close) once the delay passed,
+    /// relaying what is left until then; `None` while it waits.
+    fn closing(&mut self, end: End) -> Option<End> {
+        let side = &mut self.request_side;
+        let Some(delay) = side.links.close_delay() else { return Some(end) };
+        let at = *side.slow_close_at.get_or_insert_with(|| Instant::now() + delay);
+        (Instant::now() >= at).then_some(end)
+    }
+
     /// Arms a timer for the earliest held lane; true when that moment has already come.
     fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
         let side = &self.request_side;
-        let held = [self.requests.held_until(), self.responses.held_until(), side.close_at, side.muted_until];
+        let network_end = side.links.ends_at().map(|(at, _)| at);
+        let held = [
+            self.requests.held_until(),
+            self.responses.held_until(),
+            side.close_at,
+            side.slow_close_at,
+            side.muted_until,
+            network_end,
+            side.recheck_at,
+        ];
         let Some(deadline) = held.into_iter().flatten().min() else {
             self.timer = None;
             return false;
@@ -347,6 +460,7 @@ impl Router for RequestRouter<'_, '_> {
                         plan: None,
                         check_gaps: false,
                         arrived: read_at,
+                        so_far: self.side.so_far,
                     };
                     self.side.pending = Some(pending);
                     return Ok(Verdict::Whole);
@@ -386,12 +500,15 @@ impl Router for RequestRouter<'_, '_> {
             Plan::decide(candidates, scope, topics.as_deref(), &mut side.rng)
         };
         self.shard.metrics.count_request(request.api_key);
+        let so_far = self.side.so_far;
+        self.side.so_far.count(request.api_key);
         let check_gaps = request.is_produce() && expects_response && self.in_flight.holds_partitions();
         if plan.is_none() && !check_gaps && !Identity::is_revealing(request.api_key) {
             self.push(request, expects_response, Reply::Upstream { delay: Duration::ZERO });
             return Ok(Verdict::Forward);
         }
-        self.side.pending = Some(Pending { request, expects_response, plan, check_gaps, arrived: read_at });
+        self.side.pending =
+            Some(Pending { request, expects_response, plan, check_gaps, arrived: read_at, so_far });
         Ok(Verdict::Whole)
     }
 
@@ -400,7 +517,7 @@ impl Router for RequestRouter<'_, '_> {
             self.identity.on_raw_token(body);
             return Ok(Emit::original(None));
         }
-        let Pending { request, expects_response, plan, check_gaps, arrived } =
+        let Pending { request, expects_response, plan, check_gaps, arrived, so_far } =
             self.side.pending.take().ok_or(ProtocolError::Lost("a request gathered without a plan"))?;
         if let Some(login) =
             self.side.login.as_mut().filter(|login| login.gate(request.api_key) == Gate::Answer)
@@ -424,7 +541,7 @@ impl Router for RequestRouter<'_, '_> {
             return Ok(Emit::original(None));
         };
         let shard = self.shard;
-        let outcome = match plan.carry_out(request, body, shard.as_ref(), &mut self.side.rng) {
+        let outcome = match plan.carry_out(request, body, shard.as_ref(), so_far, &mut self.side.rng) {
             Ok(outcome) => outcome,
             Err(why) => {
                 shard.metrics.chaos_undecodable.add(1);
@@ -435,6 +552,10 @@ impl Router for RequestRouter<'_, '_> {
         };
         for &(fault, ref effect) in &outcome.applied {
             shard.metrics.count_effect(fault, effect);
+        }
+        let arming = !outcome.network.is_empty();
+        for (rule, link) in outcome.network {
+            self.side.links.arm(rule, link, arrived);
         }
         if let Some(hang) = outcome.no_response {
             if let Some(close_after) = hang.close_after {
@@ -466,15 +587,17 @@ impl Router for RequestRouter<'_, '_> {
         let reply = match (outcome.no_response, outcome.replace_response) {
             (Some(_), _) => Reply::Withheld,
             (None, Some((frame, after))) => Reply::Replace { frame, after },
-            (None, None) if !outcome.alter_response.is_empty() => {
-                Reply::Alter { delay, rules: outcome.alter_response }
+            (None, None) if !outcome.alter_response.is_empty() || outcome.fail_partitions.is_some() => {
+                let changes =
+                    AnswerChanges { failures: outcome.fail_partitions, rules: outcome.alter_response };
+                Reply::Alter { delay, changes }
             }
             (None, None) => Reply::Upstream { delay },
         };
         self.push(request, expects_response, reply);
         let not_before = (!outcome.request_delay.is_zero()).then(|| arrived + outcome.request_delay);
-        match (outcome.rewritten, outcome.duplicate) {
-            (None, false) => Ok(Emit::original(not_before)),
+        let mut emit = match (outcome.rewritten, outcome.duplicate) {
+            (None, false) => Emit::original(not_before),
             (rewritten, duplicate) => {
                 let frame = rewritten.unwrap_or_else(|| with_length_prefix(body));
                 let mut frames = Vec::with_capacity(2);
@@ -485,9 +608,11 @@ impl Router for RequestRouter<'_, '_> {
                 } else {
                     frames.push(frame);
                 }
-                Ok(Emit::frames(frames, not_before))
+                Emit::frames(frames, not_before)
             }
-        }
+        };
+        emit.pause = arming;
+        Ok(emit)
     }
 }
 
@@ -539,8 +664,8 @@ impl Router for ResponseRouter<'_, '_> {
                 *self.gathering = Some(Gathering::Drop);
                 return Ok(Verdict::Whole);
             }
-            Reply::Upstream { delay } => (delay, Vec::new()),
-            Reply::Alter { delay, rules } => (delay, rules),
+            Reply::Upstream { delay } => (delay, AnswerChanges::default()),
+            Reply::Alter { delay, changes } => (delay, changes),
             Reply::Replace { frame, after } => {
                 *self.gathering = Some(Gathering::Replace { frame, release: Instant::now() + after });
                 return Ok(Verdict::Whole);
@@ -620,13 +745,23 @@ impl Router for ResponseRouter<'_, '_> {
 }
 
 impl ResponseRouter<'_, '_> {
-    /// The answer (`body`, after its length prefix) as the faults of `rules` change it; `None`
-    /// when they change nothing or kaos cannot decode it (counted, and logged as for requests).
-    fn altered(&mut self, request: &InFlight, body: &[u8], rules: &[Arc<Rule>]) -> Option<BytesMut> {
-        let api = ApiKey::try_from(request.api_key).ok().filter(|_| !rules.is_empty())?;
+    /// The answer (`body`, after its length prefix) as kaos `changes` it; `None` when nothing
+    /// changes or kaos cannot decode it (counted, and logged as for requests).
+    fn altered(&mut self, request: &InFlight, body: &[u8], changes: &AnswerChanges) -> Option<BytesMut> {
+        let api = ApiKey::try_from(request.api_key).ok().filter(|_| !changes.is_empty())?;
         let metrics = &self.shard.metrics;
+        let merged = match changes.failures.as_ref().map(|f| f.merge_into(api, request.api_version, body)) {
+            None => None,
+            Some(Ok(frame)) => Some(frame),
+            Some(Err(why)) => {
+                metrics.chaos_undecodable.add(1);
+                warn!(api = request.api_key, version = request.api_version, error = %why, "partitions not failed; response relayed unchanged");
+                None
+            }
+        };
+        let body = merged.as_ref().map_or(body, |frame| &frame[LENGTH_PREFIX..]);
         let mut rng = fastrand::Rng::new();
-        match alter::alter(api, request.api_version, body, rules, self.shard.as_ref(), &mut rng) {
+        match alter::alter(api, request.api_version, body, &changes.rules, self.shard.as_ref(), &mut rng) {
             Ok(Some((altered, applied))) => {
                 for (fault, effect) in &applied {
                     metrics.count_effect(fault, effect);
@@ -637,11 +772,11 @@ impl ResponseRouter<'_, '_> {
                 }
                 Some(altered)
             }
-            Ok(None) => None,
+            Ok(None) => merged,
             Err(why) => {
                 metrics.chaos_undecodable.add(1);
                 warn!(api = request.api_key, version = request.api_version, error = %why, "chaos rule skipped; response relayed unchanged");
-                None
+                merged
             }
         }
     }

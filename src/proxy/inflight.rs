@@ -16,7 +16,6 @@
 //! [`InFlightQueue::gap_error`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -24,7 +23,7 @@ use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 
 use super::lane::ProtocolError;
-use crate::chaos::Rule;
+use crate::chaos::alter::AnswerChanges;
 use crate::wire::batches::{PartitionBatch, PartitionKey, Sequence};
 
 /// How many acks=0 correlation ids are remembered.
@@ -44,8 +43,8 @@ pub enum Reply {
     Local { frame: BytesMut, ready_at: Instant, failed: Vec<PartitionKey> },
     /// The broker answers a copy kaos made; the client never sees that response.
     Swallow,
-    /// The broker answers, and these rules' faults change the answer on its way (after `delay`).
-    Alter { delay: Duration, rules: Vec<Arc<Rule>> },
+    /// The broker answers, and kaos changes the answer on its way (after `delay`).
+    Alter { delay: Duration, changes: AnswerChanges },
     /// The broker answers, and the client gets `frame` in its place, `after` later (the broker
     /// applied the request; the client is told it failed).
     Replace { frame: BytesMut, after: Duration },

@@ -6,6 +6,11 @@
 //! whole (to rewrite, answer or delay it) is gathered, handed to the router, and what the router
 //! emits in its place is written there, possibly after a delay that holds back everything behind
 //! it. Reads are large so that one `recv` usually carries many frames.
+//!
+//! A network fault may shape the lane's writes (see [`Lane::set_pacer`] and
+//! [`Lane::set_byte_limit`]): every write, of emitted frames and streamed bytes alike, is then cut
+//! to what the pacer allows and the byte limit leaves. Only the timing and the sizes of the writes
+//! change, never the bytes or their order. An unshaped lane pays one `Option` check per write.
 
 use std::collections::VecDeque;
 use std::io;
@@ -17,6 +22,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::identity::UnfollowableExchange;
+use super::pace::Pacer;
 use super::rewrite::RewriteError;
 use crate::wire::CodecError;
 use crate::wire::frame::{self, FrameError, LENGTH_PREFIX};
@@ -58,16 +64,19 @@ pub struct Emit {
     pub keep_original: bool,
     pub frames: Vec<BytesMut>,
     pub not_before: Option<Instant>,
+    /// Write nothing more until the connection resumes the lane: the frame armed a network
+    /// fault, whose shaping must apply to it too.
+    pub pause: bool,
 }
 
 impl Emit {
     /// The gathered frame, unchanged, not before `not_before`.
     pub fn original(not_before: Option<Instant>) -> Emit {
-        Emit { keep_original: true, frames: Vec::new(), not_before }
+        Emit { keep_original: true, frames: Vec::new(), not_before, pause: false }
     }
 
     pub fn frames(frames: Vec<BytesMut>, not_before: Option<Instant>) -> Emit {
-        Emit { keep_original: false, frames, not_before }
+        Emit { keep_original: false, frames, not_before, pause: false }
     }
 }
 
@@ -129,7 +138,60 @@ pub struct Lane {
     /// When the latest read returned bytes.
     read_at: Instant,
     max_frame: usize,
+    /// What network faults impose on the writes; `None` (the usual case) writes freely.
+    shaping: Option<Shaping>,
+    /// Nothing is written until the connection resumes the lane (see `Emit::pause`).
+    paused: bool,
     pub eof: bool,
+}
+
+/// The network faults' hold on one lane's writes: a pace, a byte limit, or both.
+#[derive(Debug)]
+struct Shaping {
+    pacer: Option<Pacer>,
+    /// Bytes this lane may still write before its limit; `Some(0)`: the limit is reached.
+    bytes_left: Option<u64>,
+    /// When the pacer lets the next byte go, once it stopped a write; cleared by each flush.
+    paced_until: Option<Instant>,
+}
+
+impl Shaping {
+    /// Writes as much of `bytes` as the pacer and the byte limit allow now: `Ok(None)` when they,
+    /// or the writer, take nothing now.
+    fn write<D: AsyncWrite + Unpin>(
+        &mut self,
+        dst: &mut D,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Result<Option<usize>, LaneError> {
+        let mut len = bytes.len();
+        if let Some(left) = self.bytes_left {
+            if left == 0 {
+                return Ok(None);
+            }
+            len = len.min(usize::try_from(left).unwrap_or(usize::MAX));
+        }
+        let now = self.pacer.as_ref().map(|_| Instant::now());
+        if let (Some(pacer), Some(now)) = (&mut self.pacer, now) {
+            match pacer.allowance(now) {
+                Ok(allowed) => len = len.min(allowed),
+                Err(until) => {
+                    self.paced_until = Some(until);
+                    return Ok(None);
+                }
+            }
+        }
+        let Some(written) = write_some(dst, cx, &bytes[..len])? else {
+            return Ok(None);
+        };
+        if let Some(left) = &mut self.bytes_left {
+            *left = left.saturating_sub(u64::try_from(written).unwrap_or(u64::MAX));
+        }
+        if let (Some(pacer), Some(now)) = (&mut self.pacer, now) {
+            pacer.wrote(written, now);
+        }
+        Ok(Some(written))
+    }
 }
 
 /// What one `step` did.
@@ -159,7 +221,61 @@ impl Lane {
             not_before: None,
             read_at: Instant::now(),
             max_frame,
+            shaping: None,
+            paused: false,
             eof: false,
+        }
+    }
+
+    /// Whether the lane waits for `resume`.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    pub fn resume(&mut self) {
+        self.paused = false;
+    }
+
+    /// Paces every later write (emitted frames and streamed bytes alike) to what `pacer` allows;
+    /// `None` writes freely again. While the pacer allows nothing, the lane stops writing and
+    /// [`Lane::held_until`] says when to try again.
+    pub fn set_pacer(&mut self, pacer: Option<Pacer>) {
+        match &mut self.shaping {
+            Some(shaping) => {
+                shaping.pacer = pacer;
+                shaping.paced_until = None;
+            }
+            None if pacer.is_some() => {
+                self.shaping = Some(Shaping { pacer, bytes_left: None, paced_until: None });
+            }
+            None => {}
+        }
+        self.drop_idle_shaping();
+    }
+
+    /// Lets the lane write `limit` more bytes (counted from this call) and then nothing, not
+    /// even part of a write, as Toxiproxy's limit_data; `None` lifts the limit. Once the limit is
+    /// reached, [`Lane::limit_reached`] says so and the connection closes.
+    pub fn set_byte_limit(&mut self, limit: Option<u64>) {
+        match &mut self.shaping {
+            Some(shaping) => shaping.bytes_left = limit,
+            None if limit.is_some() => {
+                self.shaping = Some(Shaping { pacer: None, bytes_left: limit, paced_until: None });
+            }
+            None => {}
+        }
+        self.drop_idle_shaping();
+    }
+
+    /// Whether the byte limit is used up: the lane writes nothing more.
+    pub fn limit_reached(&self) -> bool {
+        self.shaping.as_ref().is_some_and(|shaping| shaping.bytes_left == Some(0))
+    }
+
+    /// Back to the unshaped path once neither a pacer nor a limit is left.
+    fn drop_idle_shaping(&mut self) {
+        if let Some(Shaping { pacer: None, bytes_left: None, .. }) = self.shaping {
+            self.shaping = None;
         }
     }
 
@@ -172,9 +288,14 @@ impl Lane {
             && self.frame_left == 0
     }
 
-    /// When the lane is waiting for a delay to pass.
+    /// When the lane is waiting for a delay to pass, or for its pacer to allow the next write:
+    /// the earlier of the two.
     pub fn held_until(&self) -> Option<Instant> {
-        self.not_before
+        let paced_until = self.shaping.as_ref().and_then(|shaping| shaping.paced_until);
+        match (self.not_before, paced_until) {
+            (Some(not_before), Some(paced_until)) => Some(not_before.min(paced_until)),
+            (not_before, paced_until) => not_before.or(paced_until),
+        }
     }
 
     /// Sends frames of kaos's own at the current frame boundary, once everything before the
@@ -188,6 +309,7 @@ impl Lane {
     }
 
     fn push(&mut self, emit: Emit) {
+        self.paused |= emit.pause;
         self.emitted.extend(emit.frames.into_iter().filter(|f| !f.is_empty()));
         if emit.not_before.is_some() {
             self.not_before = self.not_before.max(emit.not_before);
@@ -260,6 +382,13 @@ impl Lane {
         cx: &mut Context<'_>,
         progress: &mut Progress,
     ) -> Result<bool, LaneError> {
+        if self.paused {
+            return Ok(false);
+        }
+        if let Some(shaping) = &mut self.shaping {
+            // A wait is only reported while it is what stops the lane.
+            shaping.paced_until = None;
+        }
         if let Some(not_before) = self.not_before {
             if Instant::now() < not_before {
                 return Ok(false);
@@ -268,7 +397,7 @@ impl Lane {
             progress.wrote = true;
         }
         while let Some(frame) = self.emitted.front() {
-            match write_some(dst, cx, &frame[self.emitted_written..])? {
+            match write_shaped(dst, cx, &frame[self.emitted_written..], &mut self.shaping)? {
                 Some(n) => {
                     self.emitted_written += n;
                     progress.wrote = true;
@@ -281,7 +410,7 @@ impl Lane {
             }
         }
         while self.start < self.ready {
-            match write_some(dst, cx, &self.buf[self.start..self.ready])? {
+            match write_shaped(dst, cx, &self.buf[self.start..self.ready], &mut self.shaping)? {
                 Some(n) => {
                     self.start += n;
                     progress.wrote = true;
@@ -341,6 +470,19 @@ impl Lane {
             self.read_at = Instant::now();
         }
         result
+    }
+}
+
+/// Writes some of `bytes`, as the lane's shaping allows when it has one.
+fn write_shaped<D: AsyncWrite + Unpin>(
+    dst: &mut D,
+    cx: &mut Context<'_>,
+    bytes: &[u8],
+    shaping: &mut Option<Shaping>,
+) -> Result<Option<usize>, LaneError> {
+    match shaping {
+        None => write_some(dst, cx, bytes),
+        Some(shaping) => shaping.write(dst, cx, bytes),
     }
 }
 

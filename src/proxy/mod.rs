@@ -6,4 +6,6 @@ pub mod connection;
 pub mod identity;
 pub mod inflight;
 pub mod lane;
+pub mod link;
+pub mod pace;
 pub mod rewrite;

@@ -347,6 +347,16 @@ impl RawKafka {
         RawKafka { stream, next_correlation_id: 1 }
     }
 
+    /// Speaks Kafka over a stream the test connected itself.
+    pub fn from_stream(stream: TcpStream) -> RawKafka {
+        RawKafka { stream, next_correlation_id: 1 }
+    }
+
+    /// The stream back, for tests that watch how it ends.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Connects from a chosen local address (any of 127.0.0.0/8 works on loopback).
     pub fn connect_from(source: std::net::IpAddr, address: std::net::SocketAddr) -> RawKafka {
         let socket = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::STREAM, None)

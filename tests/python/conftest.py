@@ -160,6 +160,13 @@ class Kaos:
         status, answer = self.call("DELETE", path)
         assert status == 200, answer
 
+    def affected(self, feature):
+        """How many requests the feature acted on, from /metrics."""
+        with urllib.request.urlopen(f"http://{self.admin}/metrics", timeout=5) as response:
+            body = response.read().decode()
+        prefix = f'kaos_chaos_requests_affected_total{{feature="{feature}"}} '
+        return sum(float(line[len(prefix):]) for line in body.splitlines() if line.startswith(prefix))
+
 
 @pytest.fixture
 def kaos(tansu):
@@ -257,6 +264,16 @@ def tls_kaos_args(certs):
 def tls_kaos(tansu, tls_certs):
     """kaos with TLS towards clients in front of a plaintext tansu."""
     proxy = Kaos(tansu, extra=tls_kaos_args(tls_certs))
+    try:
+        yield proxy
+    finally:
+        proxy.process.stop()
+
+
+@pytest.fixture
+def kafka_kaos(kafka_cluster):
+    """A plaintext kaos in front of the shared Kafka cluster's plaintext listeners."""
+    proxy = Kaos(kafka_cluster.bootstrap, kafka_cluster.node_ids)
     try:
         yield proxy
     finally:

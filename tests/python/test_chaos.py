@@ -25,10 +25,10 @@ def new_topic(kaos, partitions=1):
     return topic
 
 
-def read_all(kaos, topic, expected, timeout=30):
+def read_all(kaos, topic, expected, timeout=30, partition=0):
     consumer = KafkaConsumer(bootstrap_servers=kaos.bootstrap, fetch_max_wait_ms=10, check_crcs=True,
                              consumer_timeout_ms=500, auto_offset_reset="earliest")
-    partition = TopicPartition(topic, 0)
+    partition = TopicPartition(topic, partition)
     consumer.assign([partition])
     consumer.seek_to_beginning(partition)
     values = []
@@ -57,6 +57,26 @@ def test_kafka_python_sees_broken_broker_errors_and_nothing_is_written(kaos):
     producer.send(topic, b"kept").get(timeout=10)
     producer.close()
     assert read_all(kaos, topic, 1) == [b"kept"]
+
+
+@pytest.mark.parametrize("direction, written", [("REQUEST", [0, 2]), ("RESPONSE", [0, 1, 2])])
+def test_partitions_narrow_a_broken_broker_to_those_partitions(kaos, direction, written):
+    """kafka-python sends one Produce per broker for all partitions: partition 1 fails, 0 and 2
+    are written by the same request. With REQUEST kaos takes partition 1 out of the request, so it
+    is not written; with RESPONSE the broker writes it and the client is told it failed."""
+    topic = new_topic(kaos, partitions=3)
+    kaos.add_rule("broken-broker", {"errors": ["NOT_ENOUGH_REPLICAS"], "partitions": [1]}, direction=direction)
+    producer = kafka_python_producer(kaos, retries=0, linger_ms=200)
+    sent = {p: [producer.send(topic, f"{p}-{i}".encode(), partition=p) for i in range(5)] for p in range(3)}
+    producer.flush(timeout=10)
+    producer.close()
+    failed = {p: sorted({type(f.exception).__name__ for f in futures if f.failed()}) for p, futures in sent.items()}
+    assert failed == {0: [], 1: ["NotEnoughReplicasError"], 2: []}
+    assert kaos.affected("broken-broker") >= 1
+    kaos.delete_rule("broken-broker", direction=direction)
+    for p in range(3):
+        expected = [f"{p}-{i}".encode() for i in range(5)] if p in written else []
+        assert read_all(kaos, topic, len(expected), partition=p) == expected, f"partition {p}"
 
 
 def test_kafka_python_retries_through_leader_election_and_loses_nothing(kaos):

@@ -24,7 +24,6 @@ BROKER_NOT_AVAILABLE (a default of both faults) as fatal.
 
 import collections
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -62,14 +61,6 @@ def records():
         key = KEYS[i % len(KEYS)]
         yield key, f"{key}:{sent[key]}"
         sent[key] += 1
-
-
-def affected(kaos, feature):
-    """kaos's count of requests the feature acted on."""
-    with urllib.request.urlopen(f"http://{kaos.admin}/metrics", timeout=5) as response:
-        body = response.read().decode()
-    prefix = f'kaos_chaos_requests_affected_total{{feature="{feature}"}} '
-    return sum(float(line[len(prefix):]) for line in body.splitlines() if line.startswith(prefix))
 
 
 def produce_with_confluent_kafka(kaos, topic):
@@ -162,13 +153,13 @@ PRODUCERS = {"confluent-kafka": produce_with_confluent_kafka, "kafka-python": pr
 @pytest.mark.parametrize("client", PRODUCERS)
 def test_an_idempotent_producer_gets_everything_through_once_and_in_order(kaos, tansu_broker, client, feature):
     topic = new_topic(kaos)
-    before = affected(kaos, feature)
+    before = kaos.affected(feature)
     kaos.add_rule(feature, FAULTS[feature])
     try:
         acknowledged, failures, fatal = PRODUCERS[client](kaos, topic)
     finally:
         kaos.delete_rule(feature)
-    assert affected(kaos, feature) > before, f"{feature} failed no request"
+    assert kaos.affected(feature) > before, f"{feature} failed no request"
 
     # Everything wrong, together: a rejection in tansu's log explains the client's failures.
     problems = []

@@ -5,6 +5,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use super::*;
+use crate::proxy::pace::Shape;
 
 /// Most `step` calls one drive may take: every test settles far below it.
 const MAX_STEPS: usize = 100_000;
@@ -1033,4 +1034,263 @@ fn random_traffic_arrives_as_routed() {
         assert!(lane.is_flushed(), "seed {seed}");
         assert_eq!(lane.held_until(), None, "seed {seed}");
     }
+}
+
+fn slices(average: usize, variation: usize, gap: Duration) -> Pacer {
+    Pacer::new(Shape::Slices { average, variation, gap }, fastrand::Rng::with_seed(11))
+}
+
+fn bandwidth(bytes_per_second: u64) -> Pacer {
+    Pacer::new(Shape::Bandwidth { bytes_per_second }, fastrand::Rng::with_seed(11))
+}
+
+/// Steps until `expected` bytes are out, sleeping whenever the lane is held; panics after
+/// `MAX_STEPS`. Returns how many times it slept.
+fn drive_held<R: Router>(
+    lane: &mut Lane,
+    src: &mut Source,
+    dst: &mut Sink,
+    router: &mut R,
+    expected: usize,
+) -> usize {
+    let mut sleeps = 0;
+    for _ in 0..MAX_STEPS {
+        let progress = step(lane, src, dst, router).unwrap();
+        if dst.written.len() >= expected && src.played_out() {
+            return sleeps;
+        }
+        if !progress.any()
+            && let Some(until) = lane.held_until()
+        {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            sleeps += 1;
+        }
+    }
+    panic!("the lane did not pass {expected} bytes in {MAX_STEPS} steps");
+}
+
+#[test]
+fn sliced_frames_arrive_intact_in_pieces_of_average_plus_or_minus_variation() {
+    let input: Vec<u8> = (1..=8).flat_map(|i| frame(&body(i, 37 * usize::from(i)))).collect();
+    let mut src = Source::chunks([input.clone()]);
+    let mut dst = Sink::unlimited();
+    let mut router = Pass::<1>::default();
+    let mut lane = Lane::new(ROOMY);
+    lane.set_pacer(Some(slices(20, 7, Duration::ZERO)));
+
+    drive(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+
+    assert_eq!(dst.written, input);
+    let (last, pieces) = dst.writes.split_last().unwrap();
+    assert!(pieces.iter().all(|n| (13..=27).contains(n)), "pieces {:?}", dst.writes);
+    assert!((1..=27).contains(last));
+    assert!(pieces.iter().min() < pieces.iter().max(), "piece sizes vary");
+    assert!(lane.is_flushed());
+    assert_eq!(lane.held_until(), None);
+}
+
+/// Random frames, reads and writes through a router that emits its own frames: a pacer changes
+/// the sizes of the writes, never what leaves.
+#[test]
+fn paced_random_traffic_arrives_as_routed() {
+    for seed in 0..100 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let bodies: Vec<Vec<u8>> =
+            (0..rng.usize(1..20)).map(|_| body(rng.u8(..5), rng.usize(1..3000))).collect();
+        let input: Vec<u8> = bodies.iter().flat_map(|b| frame(b)).collect();
+        let expected: Vec<u8> = bodies.iter().flat_map(|b| tagged_output(b)).collect();
+        let max_chunk = rng.usize(1..5000);
+        let mut src = Source::chunks(input.chunks(max_chunk).map(<[u8]>::to_vec));
+        let max_write = rng.usize(1..5000);
+        let writes: Vec<Write> = (0..500)
+            .map(|_| if rng.u8(..4) == 0 { Write::Pending } else { Write::Accept(rng.usize(1..=max_write)) })
+            .collect();
+        let mut dst = Sink::new(writes, Write::Accept(max_write));
+        let mut router = Tagged::default();
+        let mut lane = Lane::new(ROOMY);
+        let (average, variation) = (rng.usize(1..500), rng.usize(0..100));
+        lane.set_pacer(Some(slices(average, variation, Duration::ZERO)));
+
+        drive(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+
+        assert!(dst.written == expected, "seed {seed}: output differs from what was routed");
+        assert!(dst.writes.iter().all(|&n| n <= average + variation), "seed {seed}: a write over the piece");
+        assert!(lane.is_flushed(), "seed {seed}");
+    }
+}
+
+#[test]
+fn bandwidth_holds_the_rate() {
+    // 20 kB/s, with a burst of 200 bytes: 4,400 bytes take at least 210 ms.
+    let rate = 20_000;
+    let burst = 200;
+    let input: Vec<u8> = (1..=4u8).flat_map(|i| frame(&body(i, 1096))).collect();
+    assert_eq!(input.len(), 4400);
+    let mut src = Source::chunks(input.chunks(1000).map(<[u8]>::to_vec));
+    let mut dst = Sink::unlimited();
+    let mut router = Pass::<1>::default();
+    let mut lane = Lane::new(ROOMY);
+    lane.set_pacer(Some(bandwidth(rate)));
+
+    let start = Instant::now();
+    let sleeps = drive_held(&mut lane, &mut src, &mut dst, &mut router, input.len());
+    let elapsed = start.elapsed();
+
+    assert_eq!(dst.written, input);
+    let least = Duration::from_secs_f64((input.len() - burst) as f64 / rate as f64);
+    assert!(elapsed >= least, "{} bytes in {elapsed:?}, under {least:?}", input.len());
+    assert!(dst.writes.iter().all(|&n| n <= burst), "a write over the burst: {:?}", dst.writes);
+    assert!(sleeps > 0, "the lane never reported a wait");
+    assert!(lane.is_flushed());
+    assert_eq!(lane.held_until(), None, "nothing is held once everything is out");
+}
+
+#[test]
+fn held_until_reports_the_pacers_wait() {
+    let gap = Duration::from_millis(300);
+    let input = frame(&body(1, 30));
+    let mut src = Source::chunks([input.clone()]);
+    let mut dst = Sink::unlimited();
+    let mut router = Pass::<1>::default();
+    let mut lane = Lane::new(ROOMY);
+    lane.set_pacer(Some(slices(10, 0, gap)));
+
+    step(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+    assert_eq!(lane.held_until(), None, "nothing is held before anything is written");
+    let before = Instant::now();
+    let first = step(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+    let after = Instant::now();
+    assert!(first.wrote);
+    assert_eq!(dst.writes, [10]);
+    let until = lane.held_until().expect("the pacer's gap holds the lane");
+    assert!(until >= before + gap && until <= after + gap, "held until {until:?}");
+    assert!(!lane.is_flushed());
+
+    // Still held, and still reported, until the gap is over.
+    let mut checked = 0;
+    for _ in 0..3 {
+        let progress = step(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+        if Instant::now() < until {
+            assert!(!progress.any());
+            assert_eq!(lane.held_until(), Some(until));
+            assert_eq!(dst.writes, [10]);
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "the test ran too slowly to see the hold");
+
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    assert!(step(&mut lane, &mut src, &mut dst, &mut router).unwrap().wrote);
+    assert_eq!(dst.writes, [10, 10]);
+    assert!(lane.held_until().is_some_and(|next| next >= until + gap));
+}
+
+#[test]
+fn held_until_reports_the_pacers_wait_and_a_delay_in_turn() {
+    let gap = Duration::from_millis(300);
+    let a = frame(&body(FORWARD, 16));
+    let b = frame(&body(ORIGINAL, 6));
+    let mut src = Source::new([Read::Data(a.clone()), Read::Pending, Read::Data(b.clone())]);
+    let mut dst = Sink::unlimited();
+    let not_before = Instant::now() + Duration::from_millis(800);
+    let mut router = Tagged { not_before: Some(not_before), ..Tagged::default() };
+    let mut lane = Lane::new(ROOMY);
+    lane.set_pacer(Some(slices(10, 0, gap)));
+
+    for _ in 0..4 {
+        step(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+    }
+    // The first piece left; the pacer holds the rest of `a` for the gap.
+    assert_eq!(dst.written, a[..10]);
+    let paced_until = lane.held_until().unwrap();
+    assert!(paced_until < not_before);
+    // Were both set, the earlier one would wake the lane.
+    for other in [paced_until - gap, paced_until + gap] {
+        lane.not_before = Some(other);
+        assert_eq!(lane.held_until(), Some(other.min(paced_until)));
+    }
+    lane.not_before = None;
+
+    // The rest of `a` leaves, then `b`'s delay holds the lane (and the pacer has no say).
+    std::thread::sleep(paced_until.saturating_duration_since(Instant::now()));
+    step(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+    assert_eq!(dst.written, a);
+    assert_eq!(router.bodies.len(), 1, "b is gathered once a is out");
+    assert_eq!(lane.held_until(), Some(not_before));
+
+    // By then the gap is over too: `b` leaves as one piece, and nothing holds the lane.
+    std::thread::sleep(not_before.saturating_duration_since(Instant::now()));
+    assert!(step(&mut lane, &mut src, &mut dst, &mut router).unwrap().wrote);
+    assert_eq!(dst.written, concat(&[&a, &b]));
+    assert_eq!(dst.writes, [10, 10, 10]);
+    assert_eq!(lane.held_until(), None);
+    assert!(lane.is_flushed());
+}
+
+#[test]
+fn byte_limit_writes_exactly_the_limit_then_nothing() {
+    let input: Vec<u8> = (1..=3).flat_map(|i| frame(&body(i, 30))).collect();
+    for limit in [0, 1, 33, 34, 50, 101] {
+        let mut src = Source::chunks([input.clone()]);
+        let mut dst = Sink::unlimited();
+        let mut router = Pass::<1>::default();
+        let mut lane = Lane::new(ROOMY);
+        lane.set_byte_limit(Some(limit));
+        assert_eq!(lane.limit_reached(), limit == 0);
+
+        drive(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+
+        assert_eq!(dst.written, input[..limit as usize], "limit {limit}");
+        assert!(lane.limit_reached(), "limit {limit}");
+        assert_eq!(dst.writes.len(), usize::from(limit > 0), "one write, cut at the limit");
+        assert_eq!(lane.held_until(), None, "a spent limit is not a wait");
+    }
+}
+
+#[test]
+fn byte_limit_counts_from_when_it_is_set_and_covers_emitted_frames() {
+    let a = frame(&body(1, 20));
+    let b = frame(&body(2, 20));
+    let mut src = Source::new([Read::Data(a.clone()), Read::Pending, Read::Data(b.clone())]);
+    // Emitted copies leave in 7-byte writes.
+    let mut dst = Sink::limited(7);
+    let mut router = Gather::new(2);
+    let mut lane = Lane::new(ROOMY);
+
+    for _ in 0..3 {
+        step(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+    }
+    assert_eq!(dst.written, a.repeat(2));
+    lane.set_byte_limit(Some(30));
+    drive(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+
+    assert_eq!(dst.written, concat(&[&a, &a, &b[..24], &b[..6]]));
+    assert!(lane.limit_reached());
+    assert_eq!(dst.writes[dst.writes.len() - 5..], [7, 7, 7, 3, 6], "no write crosses the limit");
+}
+
+#[test]
+fn lifting_shaping_returns_to_the_unshaped_path() {
+    let input: Vec<u8> = (1..=3).flat_map(|i| frame(&body(i, 26))).collect();
+    let mut src = Source::chunks([input.clone()]);
+    let mut dst = Sink::unlimited();
+    let mut router = Pass::<1>::default();
+    let mut lane = Lane::new(ROOMY);
+    lane.set_pacer(Some(slices(10, 0, Duration::ZERO)));
+    lane.set_byte_limit(Some(1000));
+
+    drive(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+    assert_eq!(dst.written, input);
+    assert!(dst.writes.iter().all(|&n| n == 10));
+
+    lane.set_pacer(None);
+    assert!(lane.shaping.is_some(), "the limit still holds");
+    lane.set_byte_limit(None);
+    assert!(lane.shaping.is_none());
+    assert!(!lane.limit_reached());
+    let writes = dst.writes.len();
+    src.script.push_back(Read::Data(input.clone()));
+    drive(&mut lane, &mut src, &mut dst, &mut router).unwrap();
+    assert_eq!(dst.written, input.repeat(2));
+    assert_eq!(dst.writes[writes..], [input.len()], "unshaped, the read leaves in one write");
 }
