@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use common::{Kaos, RawKafka, TANSU_NODE_ID, Tansu, consume, create_topic, produce, produce_frame, producer};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest};
 use kaos_testkit::frames::request_frame;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer};
 
 /// kaos in front of a fresh tansu, with one topic.
@@ -214,4 +217,52 @@ fn after_requests_and_on_api_keys_choose_how_far_into_a_connection_a_fault_start
         read_to_end(&mut stream, Duration::from_secs(5)),
         (Vec::new(), Some(ErrorKind::ConnectionReset))
     );
+}
+
+/// A phase of `ms`, then ten quiet minutes: a fault a client must get through on its own.
+fn phase(ms: u64, config: &str) -> String {
+    let timing = format!(r#""duration":{ms},"quietPeriod":600000,"timeUnit":"MILLISECONDS""#);
+    match config.strip_suffix('}') {
+        Some(open) if open.trim() == "{" => format!("{{{timing}}}"),
+        Some(open) => format!("{open},{timing}}}"),
+        None => panic!("not a JSON object: {config}"),
+    }
+}
+
+#[test]
+fn librdkafka_gets_through_refused_connections_and_cut_fetches() {
+    let (_tansu, kaos) = setup("cut");
+    // The broker's port refuses new connections for 1.5 s: the producer, which must reach it
+    // to write, retries until it can.
+    let refused = phase(1500, &format!(r#"{{"brokerIds":[{TANSU_NODE_ID}]}}"#));
+    kaos.add_rule("refuse-connections", &rule("PRODUCE", "REQUEST", &refused));
+    let writer = producer(&kaos.bootstrap(), &[("linger.ms", "5")]);
+    produce(&writer, "cut", "c", 50);
+    assert_eq!(writer.context().failed.load(Ordering::Relaxed), 0, "every record delivered");
+    assert!(kaos.metric("kaos_chaos_requests_affected_total", "refuse-connections") >= 1.0);
+
+    // Each connection's Fetch answers are cut after 300 bytes for 1.5 s: the consumer reconnects
+    // and, once the phase is over, reads every record once (it never delivers a cut batch).
+    kaos.add_rule("limit-data", &rule("FETCH", "RESPONSE", &phase(1500, r#"{"bytes":300}"#)));
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kaos.bootstrap())
+        .set("group.id", "g-cut")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["cut"]).expect("subscribe");
+    let (mut values, mut errors) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while values.len() < 50 && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => values.push(message.payload().unwrap_or_default().to_vec()),
+            // What the client sees of the cuts: its connections go down, and it reconnects.
+            Some(Err(error)) => errors.push(error.to_string()),
+            None => {}
+        }
+    }
+    let unique: BTreeSet<_> = values.iter().collect();
+    assert_eq!((values.len(), unique.len()), (50, 50), "each record once; errors seen: {errors:?}");
+    assert!(kaos.metric("kaos_chaos_requests_affected_total", "limit-data") >= 1.0);
 }

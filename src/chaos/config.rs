@@ -200,8 +200,20 @@ pub struct CommonConfig {
     quiet_period: Option<u64>,
     /// Unit of `quietPeriod` (default: `timeUnit`).
     quiet_period_unit: Option<TimeUnit>,
-    /// Unit of `duration` and `quietPeriod` where theirs is not given (default: MILLISECONDS).
+    /// Unit of `duration`, `quietPeriod` and `ttl` where theirs is not given (default:
+    /// MILLISECONDS).
     time_unit: Option<TimeUnit>,
+    /// The rule removes itself this long after it was created, and the removal is saved like a
+    /// DELETE (also across restarts); absent: it stays until deleted.
+    ttl: Option<u64>,
+    /// Unit of `ttl` (default: `timeUnit`).
+    ttl_unit: Option<TimeUnit>,
+    /// Let this many matching requests through first (counted across the whole kaos), for
+    /// exact scenarios.
+    skip_requests: u64,
+    /// Act on at most this many matching requests after the skipped ones, then stop; absent:
+    /// no limit.
+    max_requests: Option<u64>,
     /// Share of matching requests the rule acts on, in percent.
     #[schemars(range(max = 100))]
     rate_in_percent: u32,
@@ -220,7 +232,7 @@ pub struct CommonConfig {
 
 impl Configurable for CommonConfig {
     fn defaults() -> Value {
-        json!({"rateInPercent": 100, "brokerIds": [], "topics": [], "topicPatterns": [], "clientIds": [], "clientAddresses": []})
+        json!({"rateInPercent": 100, "brokerIds": [], "topics": [], "topicPatterns": [], "clientIds": [], "clientAddresses": [], "skipRequests": 0})
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
@@ -238,6 +250,12 @@ impl Configurable for CommonConfig {
 #[derive(Debug, Clone)]
 pub struct Common {
     pub schedule: Schedule,
+    /// How long after its creation the rule ends (`ttl`).
+    pub ttl: Option<Duration>,
+    /// Matching requests let through before the rule acts (`skipRequests`).
+    pub skip_requests: u64,
+    /// Matching requests it acts on after those, at most (`maxRequests`).
+    pub max_requests: Option<u64>,
     pub rate_percent: u32,
     pub broker_ids: Vec<i32>,
     pub topics: TopicFilter,
@@ -262,6 +280,9 @@ impl Common {
                 duration: timed(parsed.duration, parsed.duration_unit),
                 quiet: timed(parsed.quiet_period, parsed.quiet_period_unit),
             },
+            ttl: timed(parsed.ttl, parsed.ttl_unit),
+            skip_requests: parsed.skip_requests,
+            max_requests: parsed.max_requests,
             rate_percent: parsed.rate_in_percent,
             broker_ids: parsed.broker_ids,
             topics: TopicFilter::new(parsed.topics, &parsed.topic_patterns)?,
@@ -272,7 +293,17 @@ impl Common {
     /// The shared fields as the REST API reports them (durations in milliseconds).
     pub fn to_json(&self, config: &mut Map<String, Value>) {
         self.schedule.to_json(config);
+        if let Some(ttl) = self.ttl {
+            config.insert("ttl".into(), Value::from(ttl.as_millis() as u64));
+            config.insert("ttlUnit".into(), Value::from("MILLISECONDS"));
+        }
         config.insert("rateInPercent".into(), Value::from(self.rate_percent));
+        if self.skip_requests > 0 {
+            config.insert("skipRequests".into(), Value::from(self.skip_requests));
+        }
+        if let Some(max) = self.max_requests {
+            config.insert("maxRequests".into(), Value::from(max));
+        }
         config.insert("brokerIds".into(), Value::from(self.broker_ids.clone()));
         self.topics.to_json(config);
         self.clients.to_json(config);

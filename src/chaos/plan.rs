@@ -123,7 +123,9 @@ impl Plan {
         };
         let fired: Vec<_> = candidates
             .iter()
-            .filter(|rule| scope.admits(rule) && rule.is_active(now) && topic_matches(rule))
+            .filter(|rule| {
+                scope.admits(rule) && rule.is_active(now) && topic_matches(rule) && rule.takes_turn()
+            })
             .filter_map(|rule| {
                 let rolled = match rule.fault.windows() {
                     Some(windows) if windows.any_open(now) => false,
@@ -588,6 +590,21 @@ mod tests {
             plan.carry_out(prefix, &body[..body.len() / 2], &names, Default::default(), &mut rng).is_err(),
             "truncated"
         );
+    }
+
+    #[test]
+    fn counted_rules_act_on_exactly_the_requests_they_name() {
+        let counted = rules("slow-broker", r#"{"skipRequests":2,"maxRequests":3}"#);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let fired: Vec<bool> = (0..8)
+            .map(|_| Plan::decide(counted.for_api(0), Scope::default(), None, &mut rng).is_some())
+            .collect();
+        assert_eq!(fired, [false, false, true, true, true, false, false, false], "requests 3 to 5");
+        assert_eq!(counted.rules()[0].to_json()["matchedRequests"], 8);
+        let other_scope = Scope { node: Some(2), ..Scope::default() };
+        let on_broker_1 = rules("slow-broker", r#"{"brokerIds":[1],"maxRequests":1}"#);
+        assert!(Plan::decide(on_broker_1.for_api(0), other_scope, None, &mut rng).is_none());
+        assert_eq!(on_broker_1.rules()[0].to_json()["matchedRequests"], 0, "only matching requests count");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::messages::ApiKey;
 use schemars::JsonSchema;
@@ -108,6 +109,9 @@ pub struct Rule {
     fault_config: Map<String, Value>,
     pub created: Instant,
     created_unix_ms: u64,
+    /// Matching requests seen so far, for counted rules (`skipRequests`, `maxRequests`); shared by
+    /// every shard, touched only by those rules.
+    matched: AtomicU64,
 }
 
 impl Rule {
@@ -161,7 +165,6 @@ impl Rule {
             api_key: api_key as i16,
             direction,
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(Rule {
             key,
             spec,
@@ -169,12 +172,51 @@ impl Rule {
             fault: built.fault,
             fault_config: built.config,
             created: Instant::now(),
-            created_unix_ms: now.as_millis() as u64,
+            created_unix_ms: unix_ms(),
+            matched: AtomicU64::new(0),
         })
     }
 
+    /// Reads a rule as `GET /rules` lists it and the rules file keeps it: a body's fields plus
+    /// its tenant, user and feature (`active` and `createdAtMs` report, and are ignored).
+    pub fn from_entry(entry: &Value) -> Result<Rule, ConfigError> {
+        if !entry.is_object() {
+            return Err(ConfigError::new("body", "a rule must be a JSON object"));
+        }
+        let text = |key: &str| {
+            entry
+                .get(key)
+                .and_then(Value::as_str)
+                .ok_or_else(|| ConfigError::new(key, "is required and must be a string"))
+        };
+        let body: Map<String, Value> = ["config", "direction", "apiKeys"]
+            .into_iter()
+            .filter_map(|key| entry.get(key).map(|value| (key.to_owned(), value.clone())))
+            .collect();
+        let body = Value::Object(body).to_string();
+        let mut rule = Rule::from_request(text("tenant")?, text("user")?, text("feature")?, body.as_bytes())?;
+        // A saved rule keeps its age, so that its ttl and its duty cycle go on across restarts.
+        if let Some(created_unix_ms) = entry.get("createdAtMs").and_then(Value::as_u64) {
+            let age = unix_ms().saturating_sub(created_unix_ms);
+            rule.created = Instant::now().checked_sub(Duration::from_millis(age)).unwrap_or(rule.created);
+            rule.created_unix_ms = created_unix_ms;
+        }
+        Ok(rule)
+    }
+
     pub fn is_active(&self, now: Instant) -> bool {
-        self.common.schedule.is_active(now.saturating_duration_since(self.created))
+        let age = now.saturating_duration_since(self.created);
+        self.common.ttl.is_none_or(|ttl| age < ttl) && self.common.schedule.is_active(age)
+    }
+
+    /// When the rule was created, in milliseconds since the Unix epoch.
+    pub fn created_unix_ms(&self) -> u64 {
+        self.created_unix_ms
+    }
+
+    /// When the rule's `ttl` ends it, in milliseconds since the Unix epoch.
+    pub fn expires_unix_ms(&self) -> Option<u64> {
+        self.common.ttl.map(|ttl| self.created_unix_ms.saturating_add(ttl.as_millis() as u64))
     }
 
     /// When the rule's current active phase ends; `None` when it never goes quiet (or not
@@ -193,6 +235,18 @@ impl Rule {
         let brokers = &self.common.broker_ids;
         let broker_matches = brokers.is_empty() || node.is_some_and(|n| brokers.contains(&n));
         user_matches && broker_matches
+    }
+
+    /// Counts a request the rule matches and says whether it is one the rule may act on:
+    /// requests `skipRequests`+1 to `skipRequests`+`maxRequests`. Rules without a count: always,
+    /// at no cost.
+    pub fn takes_turn(&self) -> bool {
+        let (skip, max) = (self.common.skip_requests, self.common.max_requests);
+        if skip == 0 && max.is_none() {
+            return true;
+        }
+        let seen = self.matched.fetch_add(1, Ordering::Relaxed);
+        seen >= skip && max.is_none_or(|max| seen - skip < max)
     }
 
     /// Rolls `rateInPercent`.
@@ -227,8 +281,19 @@ impl Rule {
         if let (Value::Object(rule), Value::Object(body)) = (&mut rule, self.body()) {
             rule.extend(body);
         }
+        if let Some(expires) = self.expires_unix_ms() {
+            rule["expiresAtMs"] = Value::from(expires);
+        }
+        if self.common.skip_requests > 0 || self.common.max_requests.is_some() {
+            rule["matchedRequests"] = Value::from(self.matched.load(Ordering::Relaxed));
+        }
         rule
     }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 /// API keys 0..API_SLOTS are indexed; rules on others never match (no such API is decoded).

@@ -3,6 +3,9 @@
 //! - `POST /tenant/{tenant}/user/{user}/feature/{feature}` creates or replaces a rule.
 //! - `DELETE /tenant/{tenant}/user/{user}/feature/{feature}/apiKeys/{apiKey}/direction/{direction}`
 //! - `GET /tenant/{tenant}/user/{user}/feature` lists that scope's rules; `GET /rules` all rules.
+//! - `DELETE /rules` removes every rule (Toxiproxy's reset); `PUT /rules` replaces the whole set
+//!   with a list as `GET /rules` answers it, checked whole and applied whole or not at all (for
+//!   rule sets kept in git).
 //! - `POST /tenant` registers a topic's message format; `GET /tenant` lists them.
 //!
 //! The control thread owns the rules; every change publishes one new `RuleSet` snapshot before the
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::persist::{RulesFile, RulesFileError};
-use crate::chaos::rule::{RuleKey, parse_api_key};
+use crate::chaos::rule::{RuleKey, parse_api_key, unix_ms};
 use crate::chaos::{ConfigError, Direction, FaultSpec, Rule, RuleSet};
 use crate::shared::Shared;
 use tracing::{error, info};
@@ -92,9 +95,12 @@ impl RuleStore {
         let segments: Vec<String> = path.trim_matches('/').split('/').map(percent_decode).collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         Some(match (method, segments.as_slice()) {
-            ("GET", ["rules"]) => {
-                (200, Value::from(self.rules.values().map(|r| r.to_json()).collect::<Vec<_>>()))
-            }
+            ("GET", ["rules"]) => (200, self.listed()),
+            ("DELETE", ["rules"]) => self.replace_all(BTreeMap::new(), shared),
+            ("PUT", ["rules"]) => match parse_rule_set(body) {
+                Ok(rules) => self.replace_all(rules, shared),
+                Err(error) => bad_request(error),
+            },
             ("POST", ["tenant", tenant, "user", user, "feature", feature]) => {
                 match Rule::from_request(tenant, user, feature, body) {
                     Ok(rule) => self.put(rule, shared),
@@ -125,6 +131,47 @@ impl RuleStore {
             }
             _ => return None,
         })
+    }
+
+    /// Removes the rules whose `ttl` is up, as a DELETE would, saved; the control thread calls
+    /// it between requests.
+    pub fn expire(&mut self, shared: &Shared) {
+        let now = unix_ms();
+        let expired: Vec<RuleKey> = self
+            .rules
+            .values()
+            .filter(|rule| rule.expires_unix_ms().is_some_and(|at| at <= now))
+            .map(|rule| rule.key.clone())
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let mut kept = self.rules.clone();
+        for key in &expired {
+            if let Some(rule) = kept.remove(key) {
+                info!(rule = %rule.to_json(), "chaos rule expired (ttl)");
+            }
+        }
+        let _ = self.replace_all(kept, shared);
+    }
+
+    fn listed(&self) -> Value {
+        Value::from(self.rules.values().map(|r| r.to_json()).collect::<Vec<_>>())
+    }
+
+    /// Replaces every rule with `rules` in one snapshot; answers the new set.
+    fn replace_all(&mut self, rules: BTreeMap<RuleKey, Arc<Rule>>, shared: &Shared) -> Reply {
+        let count = rules.len();
+        let committed = self.commit(
+            shared,
+            |store| std::mem::replace(&mut store.rules, rules),
+            |store, before| store.rules = before,
+        );
+        if let Err(reply) = committed {
+            return reply;
+        }
+        info!(rules = count, "chaos rules replaced");
+        (200, self.listed())
     }
 
     fn put(&mut self, rule: Rule, shared: &Shared) -> Reply {
@@ -247,6 +294,28 @@ impl RuleStore {
     }
 }
 
+/// The body of `PUT /rules`: a list of rules as `GET /rules` answers it. Errors name the rule by
+/// its place (`[2].config.errors[0]`); two rules with one key are an error, not a silent
+/// replacement.
+fn parse_rule_set(body: &[u8]) -> Result<BTreeMap<RuleKey, Arc<Rule>>, ConfigError> {
+    let entries: Value =
+        serde_json::from_slice(body).map_err(|e| ConfigError::new("body", format!("malformed JSON: {e}")))?;
+    let Value::Array(entries) = entries else {
+        return Err(ConfigError::new("body", "must be a JSON array of rules, as GET /rules answers"));
+    };
+    let mut rules = BTreeMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let at = |error: ConfigError| ConfigError::new(format!("[{index}].{}", error.field), error.reason);
+        let rule = Rule::from_entry(entry).map_err(at)?;
+        if rules.contains_key(&rule.key) {
+            let reason = "a second rule with the same tenant, user, feature, apiKeys and direction";
+            return Err(ConfigError::new(format!("[{index}]"), reason));
+        }
+        rules.insert(rule.key.clone(), Arc::new(rule));
+    }
+    Ok(rules)
+}
+
 /// Decodes `%40` and friends in a path segment (user names are often e-mail addresses).
 fn percent_decode(segment: &str) -> String {
     let bytes = segment.as_bytes();
@@ -311,6 +380,84 @@ mod tests {
         let delete = "/tenant/t/user/u/feature/slow-broker/apiKeys/PRODUCE/direction/REQUEST";
         assert_eq!(store.handle("DELETE", delete, b"", &shared).unwrap().0, 200);
         assert_eq!(saved(), 0, "a delete is saved too");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_whole_set_is_replaced_at_once_or_not_at_all_and_reset_in_one_step() {
+        let shared = Shared::new(1);
+        let mut store = RuleStore::default();
+        store.handle("POST", "/tenant/t/user/u/feature/slow-broker", BODY.as_bytes(), &shared).unwrap();
+        let (_, listed) = store.handle("GET", "/rules", b"", &shared).unwrap();
+        let mut wanted = listed.as_array().unwrap().clone();
+        wanted.push(
+            serde_json::json!({"tenant": "t", "user": "v", "feature": "no-response", "apiKeys": "FETCH",
+            "direction": "RESPONSE", "config": {"closeAfterMs": 100}}),
+        );
+        let (status, set) = store
+            .handle("PUT", "/rules", Value::from(wanted.clone()).to_string().as_bytes(), &shared)
+            .unwrap();
+        assert_eq!((status, set.as_array().unwrap().len()), (200, 2), "{set}");
+        assert_eq!(shared.rules.load().rules().len(), 2, "published in one snapshot");
+
+        // A bad rule anywhere in the list changes nothing, and is named by its place.
+        let mut broken = wanted.clone();
+        broken.push(
+            serde_json::json!({"tenant": "t", "user": "w", "feature": "broken-broker", "apiKeys": "HEARTBEAT",
+            "config": {"errors": ["NOT_ENOUGH_REPLICAS"]}}),
+        );
+        let (status, error) =
+            store.handle("PUT", "/rules", Value::from(broken).to_string().as_bytes(), &shared).unwrap();
+        assert_eq!((status, error["field"].as_str()), (400, Some("[2].config.errors[0]")), "{error}");
+        let twice = Value::from(vec![wanted[0].clone(), wanted[0].clone()]).to_string();
+        let (status, error) = store.handle("PUT", "/rules", twice.as_bytes(), &shared).unwrap();
+        assert_eq!((status, error["field"].as_str()), (400, Some("[1]")));
+        let (status, error) = store.handle("PUT", "/rules", b"{}", &shared).unwrap();
+        assert_eq!((status, error["field"].as_str()), (400, Some("body")));
+        assert_eq!(shared.rules.load().rules().len(), 2, "nothing applied");
+
+        let (status, left) = store.handle("DELETE", "/rules", b"", &shared).unwrap();
+        assert_eq!((status, left), (200, Value::from(Vec::<Value>::new())));
+        assert!(shared.rules.load().rules().is_empty());
+    }
+
+    #[test]
+    fn a_rule_with_a_ttl_removes_itself_and_the_removal_is_saved_and_survives_a_restart() {
+        let path = std::env::temp_dir().join(format!("kaos-ttl-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let shared = Shared::new(1);
+        let mut store = RuleStore::open(RulesFile::new(&path), &shared).unwrap();
+        let with_ttl = r#"{"config":{"ttl":150},"apiKeys":"PRODUCE"}"#;
+        let (status, rule) = store
+            .handle("POST", "/tenant/t/user/u/feature/slow-broker", with_ttl.as_bytes(), &shared)
+            .unwrap();
+        assert_eq!(status, 200, "{rule}");
+        assert_eq!(rule["expiresAtMs"].as_u64(), Some(rule["createdAtMs"].as_u64().unwrap() + 150));
+        store.handle("POST", "/tenant/t/user/v/feature/slow-broker", BODY.as_bytes(), &shared).unwrap();
+        store.expire(&shared);
+        assert_eq!(shared.rules.load().rules().len(), 2, "not yet");
+
+        // A restart keeps the rule's age: the time left runs on.
+        let reopened = RuleStore::open(RulesFile::new(&path), &Shared::new(1)).unwrap();
+        assert_eq!(reopened.rules.values().filter(|r| r.expires_unix_ms().is_some()).count(), 1);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            !reopened.rules.values().all(|r| r.is_active(std::time::Instant::now())),
+            "past its ttl: inactive"
+        );
+        store.expire(&shared);
+        assert_eq!(shared.rules.load().rules().len(), 1, "the ttl rule removed itself");
+        assert_eq!(RulesFile::new(&path).load().unwrap().rules.len(), 1, "and the removal is saved");
+
+        // A rule whose time ran out while kaos was down is gone when it loads.
+        let mut old = store.rules.values().next().unwrap().to_json();
+        old["config"]["ttl"] = Value::from(1000);
+        old["createdAtMs"] = Value::from(unix_ms() - 5000);
+        let (status, _) =
+            store.handle("PUT", "/rules", Value::from(vec![old]).to_string().as_bytes(), &shared).unwrap();
+        assert_eq!(status, 200);
+        store.expire(&shared);
+        assert!(shared.rules.load().rules().is_empty());
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -95,6 +95,7 @@ impl Control {
                 });
                 self.respond(request, body);
             }
+            self.store.expire(&self.shared);
             let mut request = match server.recv_timeout(Duration::from_millis(20)) {
                 Ok(Some(request)) => request,
                 Ok(None) => continue,
@@ -187,6 +188,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/stats"),
     ("GET", "/openapi.json"),
     ("GET", "/rules"),
+    ("PUT", "/rules"),
+    ("DELETE", "/rules"),
     ("GET", "/features"),
     ("POST", "/tenant/{tenant}/user/{user}/feature/{feature}"),
     ("DELETE", "/tenant/{tenant}/user/{user}/feature/{feature}/apiKeys/{apiKey}/direction/{direction}"),

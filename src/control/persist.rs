@@ -6,8 +6,8 @@
 //! file or the new one, never a mix. A file kaos cannot read stops start-up with the line at fault.
 //!
 //! Lines: `{"tenant","user","feature","apiKeys","direction","config":{...}}` for a rule, and
-//! `{"tenant","topic","messageFormat"}` for a message format. A rule's duration/quiet cycle
-//! restarts when kaos does.
+//! `{"tenant","topic","messageFormat"}` for a message format. A rule line keeps `createdAtMs`, so
+//! that a rule's `ttl` and duration/quiet cycle go on across a restart.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -65,30 +65,18 @@ impl RulesFile {
             let at =
                 |reason: String| RulesFileError::Line { path: self.path.clone(), line: index + 1, reason };
             let entry: Value = serde_json::from_str(line).map_err(|e| at(format!("not JSON: {e}")))?;
-            let text = |key: &str| {
-                entry
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| at(format!("missing \"{key}\"")))
-            };
             if entry.get("messageFormat").is_some() {
+                let text = |key: &str| {
+                    entry
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| at(format!("missing \"{key}\"")))
+                };
                 saved.formats.push((text("tenant")?, text("topic")?, text("messageFormat")?));
                 continue;
             }
-            let body: serde_json::Map<String, Value> = ["config", "direction", "apiKeys"]
-                .into_iter()
-                .filter_map(|key| entry.get(key).map(|value| (key.to_owned(), value.clone())))
-                .collect();
-            let body = Value::Object(body);
-            let rule = Rule::from_request(
-                &text("tenant")?,
-                &text("user")?,
-                &text("feature")?,
-                body.to_string().as_bytes(),
-            )
-            .map_err(|e| at(e.to_string()))?;
-            saved.rules.push(rule);
+            saved.rules.push(Rule::from_entry(&entry).map_err(|e| at(e.to_string()))?);
         }
         Ok(saved)
     }
@@ -101,8 +89,8 @@ impl RulesFile {
     ) -> Result<(), RulesFileError> {
         let mut text = String::new();
         for rule in rules {
-            let mut line =
-                json!({"tenant": rule.key.tenant, "user": rule.key.user, "feature": rule.key.feature});
+            let mut line = json!({"tenant": rule.key.tenant, "user": rule.key.user, "feature": rule.key.feature,
+                "createdAtMs": rule.created_unix_ms()});
             if let (Value::Object(line), Value::Object(body)) = (&mut line, rule.body()) {
                 line.extend(body);
             }
