@@ -139,6 +139,10 @@ pub struct Config {
     #[arg(long, env = "KAOS_ADMIN_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub admin_request_timeout: Duration,
 
+    /// How many of the most recent injected faults `GET /events` keeps (0: none).
+    #[arg(long, env = "KAOS_EVENTS_KEPT", default_value_t = crate::events::DEFAULT_EVENTS)]
+    pub events_kept: usize,
+
     /// Log verbosity: error, warn, info, debug or trace. RUST_LOG, when set, takes precedence and
     /// accepts per-module filters (for example kaos=debug,glommio=warn).
     #[arg(long, env = "KAOS_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]

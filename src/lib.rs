@@ -17,6 +17,7 @@ pub mod chaos;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

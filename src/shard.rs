@@ -18,9 +18,10 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
 use glommio::timer::{sleep, timeout};
 
-use crate::chaos::Effect;
 use crate::chaos::network::LinkFault;
+use crate::chaos::{Effect, Rule};
 use crate::config::Config;
+use crate::events::{Event, Origin};
 use crate::logging::Burst;
 use crate::metrics::{LatencyRecorder, ShardMetrics};
 use crate::proxy::authenticator;
@@ -159,6 +160,15 @@ async fn housekeeping(shard: Rc<Shard>) {
 }
 
 impl Shard {
+    /// A fault acted (or, in a dry run, would have): counted in the metrics, unless a dry run,
+    /// and handed to the event log.
+    pub fn record_effect(&self, rule: &Rule, effect: &Effect, origin: Origin<'_>) {
+        if !rule.common.dry_run {
+            self.metrics.count_effect(rule.spec, effect);
+        }
+        self.shared.events.record(Event::new(rule, effect.clone(), origin));
+    }
+
     /// Takes in what a rewritten response revealed about the cluster.
     pub fn learn(self: &Rc<Shard>, learned: &Learned) {
         self.learn_brokers(&learned.brokers);
@@ -333,10 +343,13 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
         Target::Bootstrap => None,
     };
     if let Some(rule) = shard.shared.rules.load().refusing(node, socket.address, &mut fastrand::Rng::new()) {
-        shard.metrics.count_effect(rule.spec, &Effect::Network(LinkFault::Refuse));
-        debug!(%peer, ?target, "refused by a refuse-connections rule");
-        shard.metrics.connections_closed.add(1);
-        return;
+        let origin = Origin { client: socket.address, broker: node, ..Origin::default() };
+        shard.record_effect(rule, &Effect::Network(LinkFault::Refuse), origin);
+        if !rule.common.dry_run {
+            debug!(%peer, ?target, "refused by a refuse-connections rule");
+            shard.metrics.connections_closed.add(1);
+            return;
+        }
     }
     let _ = client.set_nodelay(true);
     // The client's handshake comes first: a peer that never completes it (a wrong CA, no

@@ -10,6 +10,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::chaos::RuleSet;
 use crate::cluster::Topology;
+use crate::events::EventSink;
 use crate::logging::SaidOnce;
 use crate::metrics::ShardMetrics;
 use crate::sasl::login::Credentials;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub upstream_login_failure: ArcSwapOption<String>,
     /// The users clients must log in as (`--client-users`), if any.
     pub client_users: Option<ClientUsers>,
+    /// Where the shards hand the faults they inject to the control thread's event log.
+    pub events: EventSink,
 }
 
 impl Shared {
@@ -52,6 +55,7 @@ impl Shared {
             upstream_sasl: None,
             upstream_login_failure: ArcSwapOption::empty(),
             client_users: None,
+            events: EventSink::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use super::{Effect, FaultContext, FaultSpec, Rule, respond};
+use super::{Effect, FaultContext, Rule, respond};
 use uuid::Uuid;
 
 use crate::wire::codec::{decode_response, encode_frame};
@@ -151,8 +151,9 @@ fn same_topic(name: &TopicName, id: &Uuid, request_name: &TopicName, request_id:
     if request_name.0.is_empty() { id == request_id } else { name == request_name }
 }
 
-/// What the faults made of an answer: the new frame, and each fault's effect for the metrics.
-pub type Altered = (BytesMut, Vec<(&'static FaultSpec, Effect)>);
+/// What the faults made of an answer: the new frame (`None` when only dry runs acted), and each
+/// fault's rule and effect, for the metrics and the event log.
+pub type Altered = (Option<BytesMut>, Vec<(Arc<Rule>, Effect)>);
 
 /// Applies `rules` to `body` (a response after its length prefix, addresses already kaos's) and
 /// returns the whole new frame; `None` when no rule changed anything or the answer is not one
@@ -189,7 +190,7 @@ pub fn alter(
     }
 }
 
-fn alter_as<T: Decodable + Encodable>(
+fn alter_as<T: Decodable + Encodable + Clone>(
     api: ApiKey,
     version: i16,
     body: &[u8],
@@ -202,15 +203,21 @@ fn alter_as<T: Decodable + Encodable>(
     let mut applied = Vec::new();
     for rule in rules {
         let mut context = FaultContext::new(rng, &rule.common.topics, names);
-        if let Some(effect) = rule.fault.alter(&mut wrap(&mut message), &mut context) {
-            applied.push((rule.spec, effect));
+        // A dry run alters a copy: what it would do is recorded, the answer goes on unchanged.
+        let mut copy = rule.common.dry_run.then(|| message.clone());
+        let target = copy.as_mut().unwrap_or(&mut message);
+        if let Some(effect) = rule.fault.alter(&mut wrap(target), &mut context) {
+            applied.push((rule.clone(), effect));
         }
     }
     if applied.is_empty() {
         return Ok(None);
     }
+    if applied.iter().all(|(rule, _)| rule.common.dry_run) {
+        return Ok(Some((None, applied)));
+    }
     let frame = encode_frame(api, &header, api.response_header_version(version), &message, version)?;
-    Ok(Some((frame, applied)))
+    Ok(Some((Some(frame), applied)))
 }
 
 #[cfg(test)]

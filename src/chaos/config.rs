@@ -214,6 +214,9 @@ pub struct CommonConfig {
     /// Act on at most this many matching requests after the skipped ones, then stop; absent:
     /// no limit.
     max_requests: Option<u64>,
+    /// Match and count, and log in the event log what the fault would have done, but change
+    /// nothing.
+    dry_run: bool,
     /// Share of matching requests the rule acts on, in percent.
     #[schemars(range(max = 100))]
     rate_in_percent: u32,
@@ -232,7 +235,7 @@ pub struct CommonConfig {
 
 impl Configurable for CommonConfig {
     fn defaults() -> Value {
-        json!({"rateInPercent": 100, "brokerIds": [], "topics": [], "topicPatterns": [], "clientIds": [], "clientAddresses": [], "skipRequests": 0})
+        json!({"rateInPercent": 100, "brokerIds": [], "topics": [], "topicPatterns": [], "clientIds": [], "clientAddresses": [], "skipRequests": 0, "dryRun": false})
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
@@ -256,6 +259,8 @@ pub struct Common {
     pub skip_requests: u64,
     /// Matching requests it acts on after those, at most (`maxRequests`).
     pub max_requests: Option<u64>,
+    /// Only record what it would do (`dryRun`).
+    pub dry_run: bool,
     pub rate_percent: u32,
     pub broker_ids: Vec<i32>,
     pub topics: TopicFilter,
@@ -283,6 +288,7 @@ impl Common {
             ttl: timed(parsed.ttl, parsed.ttl_unit),
             skip_requests: parsed.skip_requests,
             max_requests: parsed.max_requests,
+            dry_run: parsed.dry_run,
             rate_percent: parsed.rate_in_percent,
             broker_ids: parsed.broker_ids,
             topics: TopicFilter::new(parsed.topics, &parsed.topic_patterns)?,
@@ -303,6 +309,9 @@ impl Common {
         }
         if let Some(max) = self.max_requests {
             config.insert("maxRequests".into(), Value::from(max));
+        }
+        if self.dry_run {
+            config.insert("dryRun".into(), Value::from(true));
         }
         config.insert("brokerIds".into(), Value::from(self.broker_ids.clone()));
         self.topics.to_json(config);

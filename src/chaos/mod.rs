@@ -90,6 +90,27 @@ pub enum Effect {
     Network(LinkFault),
 }
 
+impl Effect {
+    /// The effect as the event log reports it.
+    pub fn to_json(&self) -> Value {
+        let millis = |d: &Duration| d.as_millis() as u64;
+        match self {
+            Effect::Delay(delay) => json!({"kind": "delay", "ms": millis(delay)}),
+            Effect::Fail { error, after } => {
+                json!({"kind": "error", "error": errors::KafkaError(*error), "errorCode": error, "afterMs": millis(after)})
+            }
+            Effect::Duplicate => json!({"kind": "duplicate"}),
+            Effect::Rewrote(records) => json!({"kind": "records-changed", "records": records}),
+            Effect::NoResponse { close_after } => {
+                json!({"kind": "no-response", "closeAfterMs": close_after.as_ref().map(millis)})
+            }
+            Effect::Altered(changes) => json!({"kind": "answer-changed", "changes": changes}),
+            Effect::Throttled(wait) => json!({"kind": "throttle", "ms": millis(wait)}),
+            Effect::Network(link) => json!({"kind": "network", "fault": format!("{link:?}")}),
+        }
+    }
+}
+
 /// What a fault may look at and change.
 pub struct FaultContext<'a> {
     pub rng: &'a mut fastrand::Rng,

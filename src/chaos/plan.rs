@@ -18,7 +18,7 @@ use super::alter::PartitionFailures;
 use super::network::{ConnectionSoFar, LinkFault};
 use super::outage::{WindowScope, Windows};
 use super::scope::ClientScopes;
-use super::{Direction, Effect, FaultContext, FaultSpec, Rule, TopicFilter, respond};
+use super::{Direction, Effect, FaultContext, Rule, TopicFilter, respond};
 use crate::wire::codec::decode_request;
 use crate::wire::{CodecError, RequestPrefix, TopicNames, encode_frame};
 
@@ -85,8 +85,11 @@ pub struct Outcome {
     /// The decoded Produce request and its error, when kaos failed it: the connection must not
     /// let later batches for its partitions through before the client saw the failure.
     pub failed_produce: Option<(ProduceRequest, i16)>,
-    /// Each fault that acted, for the metrics.
-    pub applied: Vec<(&'static FaultSpec, Effect)>,
+    /// Each fault that acted (or, `dryRun`, would have), with its rule: for the metrics and the
+    /// event log.
+    pub applied: Vec<(Arc<Rule>, Effect)>,
+    /// The topic-partitions the request touches, when it was decoded, for the event log.
+    pub partitions: Vec<(String, i32)>,
 }
 
 /// A request that gets no answer.
@@ -200,13 +203,22 @@ impl Plan {
                 outcome.alter_response.push(rule.clone());
                 continue;
             }
+            // A dry run acts on a copy: what it would do is recorded, nothing changes.
+            let mut copy = None;
             let produce = match &mut decoded {
+                Some(Decoded::Produce(_, produce)) if rule.common.dry_run => {
+                    Some(copy.insert(produce.clone()))
+                }
                 Some(Decoded::Produce(_, produce)) => Some(produce),
                 _ => None,
             };
             let mut context =
                 FaultContext { rng, topics: &rule.common.topics, produce, topic_names, window, connection };
             let Some(effect) = rule.fault.apply(&mut context) else { continue };
+            if rule.common.dry_run {
+                outcome.applied.push((rule.clone(), effect));
+                continue;
+            }
             match &effect {
                 Effect::Delay(delay) => match rule.key.direction {
                     Direction::Request => outcome.request_delay = outcome.request_delay.max(*delay),
@@ -228,7 +240,7 @@ impl Plan {
                         outcome.fail_partitions =
                             Some(PartitionFailures { error: *error, partitions: failed });
                         outcome.response_delay = outcome.response_delay.max(*after);
-                        outcome.applied.push((rule.spec, effect));
+                        outcome.applied.push((rule.clone(), effect));
                         continue;
                     }
                     let frame = match &decoded {
@@ -265,7 +277,10 @@ impl Plan {
                 Effect::Rewrote(_) => rewrote = true,
                 Effect::Network(link) => outcome.network.push((rule.clone(), *link)),
             }
-            outcome.applied.push((rule.spec, effect));
+            outcome.applied.push((rule.clone(), effect));
+        }
+        if !outcome.applied.is_empty() {
+            outcome.partitions = partitions;
         }
         match decoded {
             Some(Decoded::Produce(_, produce)) if outcome.answer.is_some() => {
@@ -447,7 +462,7 @@ mod tests {
             let values = values_of(outcome.rewritten.as_ref().expect("rewritten"), version);
             assert_eq!(values.iter().filter(|v| v.len() == 6).count(), 2, "v{version}: {values:?}");
             let applied: Vec<_> =
-                outcome.applied.iter().map(|(spec, effect)| (spec.name, effect.clone())).collect();
+                outcome.applied.iter().map(|(rule, effect)| (rule.spec.name, effect.clone())).collect();
             assert_eq!(applied, vec![("random-bytes", Effect::Rewrote(2))]);
 
             let outcome = carry(&schema, version, &[&[0, 0, 0, 0, 1, b'x'], b"plain"]);

@@ -22,6 +22,7 @@ use persist::{RulesFile, RulesFileError};
 
 use crate::chaos::{FAULTS, FaultSpec};
 use crate::config::Config;
+use crate::events::EventRing;
 use crate::shared::Shared;
 use tracing::warn;
 
@@ -48,9 +49,11 @@ pub fn spawn(config: &Config, shared: Arc<Shared>) -> Result<std::thread::JoinHa
         Some(path) => RuleStore::open(RulesFile::new(path), &shared)?,
         None => RuleStore::default(),
     };
+    let events = EventRing::new(shared.events.take_receiver(), config.events_kept);
     let mut control = Control {
         shared,
         store,
+        events,
         token: config.admin_token.clone(),
         timeout: config.admin_request_timeout,
         readers: Arc::new(AtomicUsize::new(0)),
@@ -66,6 +69,8 @@ pub fn spawn(config: &Config, shared: Arc<Shared>) -> Result<std::thread::JoinHa
 struct Control {
     shared: Arc<Shared>,
     store: RuleStore,
+    /// The recent injected faults, for `GET /events`.
+    events: EventRing,
     token: Option<String>,
     timeout: Duration,
     readers: Arc<AtomicUsize>,
@@ -96,6 +101,7 @@ impl Control {
                 self.respond(request, body);
             }
             self.store.expire(&self.shared);
+            self.events.drain();
             let mut request = match server.recv_timeout(Duration::from_millis(20)) {
                 Ok(Some(request)) => request,
                 Ok(None) => continue,
@@ -151,7 +157,10 @@ impl Control {
                 JSON,
                 json!({"error": format!("request body over {MAX_BODY} bytes"), "field": "body"}).to_string(),
             ),
-            Ok(body) => route(request.method(), request.url(), &body, &self.shared, &mut self.store),
+            Ok(body) => {
+                self.events.drain();
+                route(request.method(), request.url(), &body, &self.shared, &mut self.store, &self.events)
+            }
         };
         answer(request, status, content_type, text);
     }
@@ -191,6 +200,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/rules"),
     ("DELETE", "/rules"),
     ("GET", "/features"),
+    ("GET", "/events"),
     ("POST", "/tenant/{tenant}/user/{user}/feature/{feature}"),
     ("DELETE", "/tenant/{tenant}/user/{user}/feature/{feature}/apiKeys/{apiKey}/direction/{direction}"),
     ("GET", "/tenant/{tenant}/user/{user}/feature"),
@@ -208,8 +218,9 @@ fn route(
     body: &[u8],
     shared: &Arc<Shared>,
     store: &mut RuleStore,
+    events: &EventRing,
 ) -> (u16, &'static str, String) {
-    let path = url.split('?').next().unwrap_or(url);
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let ready = shared.upstream_ready.load(Ordering::Relaxed);
     match (method, path) {
         (Method::Get, "/") => (200, "text/html; charset=utf-8", CONSOLE_HTML.into()),
@@ -228,6 +239,10 @@ fn route(
         (Method::Get, "/features") => {
             (200, JSON, Value::from(FAULTS.iter().map(FaultSpec::describe).collect::<Vec<_>>()).to_string())
         }
+        (Method::Get, "/events") => match events_query(query) {
+            Ok((since, limit)) => (200, JSON, events.after(since, limit).to_string()),
+            Err((field, why)) => (400, JSON, json!({"error": why, "field": field}).to_string()),
+        },
         (Method::Get, "/stats") => {
             let mut stats = metrics::stats(&shared.shard_metrics);
             stats["upstreamReady"] = ready.into();
@@ -251,6 +266,29 @@ fn route(
             }
         },
     }
+}
+
+/// `GET /events`' query: `since` (a sequence number, default 0: the most recent) and `limit`
+/// (default 100, at most 10,000).
+fn events_query(query: &str) -> Result<(u64, usize), (&'static str, String)> {
+    let (mut since, mut limit) = (0, 100);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "since" => {
+                since = value.parse().map_err(|_| ("since", format!("not a sequence number: '{value}'")))?
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| ("limit", format!("must be 1 to 10000, got '{value}'")))?
+            }
+            _ => {}
+        }
+    }
+    Ok((since, limit))
 }
 
 /// Whether `path` fits a route template such as `/tenant/{tenant}/user/{user}/feature`.
@@ -278,12 +316,17 @@ mod tests {
     fn every_route_is_answered_and_documented() {
         let shared = Arc::new(Shared::new(1));
         let mut store = RuleStore::default();
+        let events = EventRing::new(None, 10);
         for (method, template) in ROUTES {
             let method: Method = method.parse().unwrap();
-            let (_, _, body) =
-                route(&method, &sample(template), br#"{"apiKeys":"PRODUCE"}"#, &shared, &mut store);
+            let body = br#"{"apiKeys":"PRODUCE"}"#;
+            let (_, _, body) = route(&method, &sample(template), body, &shared, &mut store, &events);
             assert!(!body.contains("no route for"), "{method} {template} is not routed");
         }
+        let (status, _, body) = route(&Method::Get, "/events?since=x", b"", &shared, &mut store, &events);
+        assert!(status == 400 && body.contains(r#""field":"since""#), "{body}");
+        let (status, _, body) = route(&Method::Get, "/events?limit=0", b"", &shared, &mut store, &events);
+        assert!(status == 400 && body.contains(r#""field":"limit""#), "{body}");
         let document = openapi::document();
         let mut documented: Vec<(String, String)> = Vec::new();
         for (path, operations) in document["paths"].as_object().expect("paths") {
@@ -300,21 +343,17 @@ mod tests {
 
     #[test]
     fn unknown_routes_get_404_and_wrong_methods_405() {
-        let (status, _, body) =
-            route(&Method::Get, "/nope", b"", &Arc::new(Shared::new(1)), &mut RuleStore::default());
+        let shared = Arc::new(Shared::new(1));
+        let events = EventRing::new(None, 10);
+        let call = |method: Method, path: &str| {
+            route(&method, path, b"", &shared, &mut RuleStore::default(), &events)
+        };
+        let (status, _, body) = call(Method::Get, "/nope");
         assert_eq!(status, 404);
         assert!(body.contains("no route for GET /nope"));
-        let shared = Arc::new(Shared::new(1));
-        let (status, _, body) = route(
-            &Method::Put,
-            "/tenant/t/user/u/feature/slow-broker",
-            b"",
-            &shared,
-            &mut RuleStore::default(),
-        );
+        let (status, _, body) = call(Method::Put, "/tenant/t/user/u/feature/slow-broker");
         assert_eq!(status, 405, "{body}");
         assert!(body.contains("POST"), "{body}");
-        let (status, _, _) = route(&Method::Delete, "/health", b"", &shared, &mut RuleStore::default());
-        assert_eq!(status, 405);
+        assert_eq!(call(Method::Delete, "/health").0, 405);
     }
 }

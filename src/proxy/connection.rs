@@ -31,6 +31,7 @@ use crate::chaos::network::ConnectionSoFar;
 use crate::chaos::plan::{Plan, Scope};
 use crate::chaos::scope::ClientScopes;
 use crate::chaos::{Effect, RuleSet, alter, respond};
+use crate::events::Origin;
 use crate::shard::Shard;
 use crate::wire::batches::produce_batches;
 use crate::wire::codec::decode_request;
@@ -98,6 +99,8 @@ struct RequestSide<'a> {
     rules: Cache<&'a ArcSwap<RuleSet>, Arc<RuleSet>>,
     /// Which client-scoped rules this client is in, decided once per snapshot and client id.
     clients: ClientScopes,
+    /// Where the client connects from, for the event log.
+    client_address: Option<IpAddr>,
     /// The client's login to kaos, where `--client-users` asks for one.
     login: Option<ClientLogin<'a>>,
     node: Option<i32>,
@@ -165,6 +168,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
             request_side: RequestSide {
                 rules: Cache::new(&shard.shared.rules),
                 clients: ClientScopes::new(socket.address),
+                client_address: socket.address,
                 login: shard.shared.client_users.as_ref().map(ClientLogin::new),
                 node,
                 rng: fastrand::Rng::new(),
@@ -550,8 +554,22 @@ impl Router for RequestRouter<'_, '_> {
                 return Ok(Emit::original(None));
             }
         };
-        for &(fault, ref effect) in &outcome.applied {
-            shard.metrics.count_effect(fault, effect);
+        if !outcome.applied.is_empty() {
+            let user = match &self.side.login {
+                Some(login) => login.user(),
+                None => self.identity.user(),
+            };
+            let origin = Origin {
+                client: self.side.client_address,
+                client_id: frame::request_client_id(body).and_then(|id| std::str::from_utf8(id).ok()),
+                user,
+                broker: self.side.node,
+                request: Some((request.api_key, request.api_version, request.correlation_id)),
+                partitions: &outcome.partitions,
+            };
+            for (rule, effect) in &outcome.applied {
+                shard.record_effect(rule, effect, origin);
+            }
         }
         let arming = !outcome.network.is_empty();
         for (rule, link) in outcome.network {
@@ -763,14 +781,19 @@ impl ResponseRouter<'_, '_> {
         let mut rng = fastrand::Rng::new();
         match alter::alter(api, request.api_version, body, &changes.rules, self.shard.as_ref(), &mut rng) {
             Ok(Some((altered, applied))) => {
-                for (fault, effect) in &applied {
-                    metrics.count_effect(fault, effect);
-                    if let Effect::Throttled(wait) = effect {
+                let origin = Origin {
+                    broker: self.node,
+                    request: Some((request.api_key, request.api_version, request.correlation_id)),
+                    ..Origin::default()
+                };
+                for (rule, effect) in &applied {
+                    self.shard.record_effect(rule, effect, origin);
+                    if let (false, Effect::Throttled(wait)) = (rule.common.dry_run, effect) {
                         let until = Instant::now() + *wait;
                         *self.muted_until = Some(self.muted_until.map_or(until, |muted| muted.max(until)));
                     }
                 }
-                Some(altered)
+                altered.or(merged)
             }
             Ok(None) => merged,
             Err(why) => {

@@ -3,7 +3,8 @@
 // the npm prefix that holds playwright-core (make test installs it into the cache).
 // It checks the form offers the fields GET /features lists, that bad values are caught (by the
 // form, or by the API's 400 naming the field), adds a broken-broker rule through the form, sees it listed, waits for its counter to rise
-// (the caller keeps a producer running), deletes it, and sees it gone. Exit 0 on success.
+// (the caller keeps a producer running) and its events to appear in the tail, deletes it, and sees
+// it gone. Exit 0 on success.
 import { createRequire } from "node:module";
 
 const prefix = process.env.NODE_PREFIX ? `${process.env.NODE_PREFIX.replace(/\/$/, "")}/` : import.meta.url;
@@ -51,6 +52,9 @@ try {
 
   await page.waitForFunction(() => Number(document.querySelector("#counter-broken-broker")?.textContent) > 0);
   step("COUNTER_ROSE");
+  // The event tail shows what the rule did to which request.
+  await page.waitForFunction(() => document.querySelector('#events tr[data-feature="broken-broker"]')?.textContent.includes("NOT_ENOUGH_REPLICAS"));
+  step("EVENT_SHOWN");
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
 
   await page.click('#rules button.delete[data-feature="broken-broker"]');

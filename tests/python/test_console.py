@@ -48,7 +48,8 @@ def test_console_adds_watches_and_deletes_a_rule(kaos, tmp_path):
         producer.join(timeout=30)
     steps = result.stdout.split()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert steps == ["CONSOLE_LOADED", "VALIDATION_SHOWN", "RULE_ADDED", "COUNTER_ROSE", "RULE_DELETED"], steps
+    assert steps == ["CONSOLE_LOADED", "VALIDATION_SHOWN", "RULE_ADDED", "COUNTER_ROSE", "EVENT_SHOWN",
+                     "RULE_DELETED"], steps
     assert screenshot.stat().st_size > 0
     assert outcomes["failed"] > 0, "the rule broke some produce requests"
     status, rules = kaos.call("GET", "/rules")

@@ -70,3 +70,25 @@ def test_put_replaces_the_set_whole_or_not_at_all_and_delete_resets(kaos):
 
     assert kaos.call("DELETE", "/rules") == (200, [])
     assert outcomes(kaos, topic, 1) == [True]
+
+
+def test_the_event_log_shows_each_fault_and_a_dry_run_changes_nothing(kaos):
+    topic = new_topic(kaos)
+    kaos.add_rule("broken-broker", {**FAIL, "dryRun": True})
+    assert outcomes(kaos, topic, 3) == [True, True, True], "a dry run fails nothing"
+    assert kaos.affected("broken-broker") == 0, "nor counts as injected"
+    status, events = kaos.call("GET", "/events")
+    assert status == 200 and len(events) == 3, events
+    event = events[-1]
+    assert event["dryRun"] is True and event["feature"] == "broken-broker"
+    assert event["did"]["error"] == "NOT_ENOUGH_REPLICAS" and event["did"]["errorCode"] == 19
+    assert (event["apiKey"], event["brokerId"], event["clientAddress"]) == ("PRODUCE", 111, "127.0.0.1")
+    assert event["clientId"] and event["correlationId"] is not None
+    assert event["topicPartitions"] == [{"topic": topic, "partition": 0}]
+
+    kaos.add_rule("broken-broker", FAIL)
+    assert outcomes(kaos, topic, 1) == [False]
+    status, newer = kaos.call("GET", f"/events?since={event['seq']}")
+    assert status == 200 and [e["dryRun"] for e in newer] == [False], newer
+    assert newer[0]["seq"] > event["seq"]
+    assert kaos.call("GET", "/events?limit=0")[0] == 400

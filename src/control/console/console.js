@@ -105,7 +105,32 @@ function drawChart() {
   context.stroke();
 }
 
+/// The event tail: new events since the last one shown, newest on top, the latest 50 kept.
+const EVENTS_SHOWN = 50;
+let lastEvent = 0;
+
+async function refreshEvents() {
+  const { status, json } = await api("GET", `/events?since=${lastEvent}&limit=${EVENTS_SHOWN}`);
+  if (status !== 200 || json.length === 0) return;
+  const body = $("events");
+  if (lastEvent === 0) body.replaceChildren();
+  for (const event of json) {
+    lastEvent = Math.max(lastEvent, event.seq);
+    const row = body.insertRow(0);
+    row.dataset.feature = event.feature;
+    const did = Object.entries(event.did).map(([key, value]) => `${key}=${value}`).join(" ");
+    const request = event.apiKey ? `${event.apiKey} v${event.apiVersion} #${event.correlationId}` : "connection";
+    const partitions = event.topicPartitions.map((tp) => `${tp.topic}-${tp.partition}`).join(", ");
+    row.append(text("td", event.seq), text("td", new Date(event.timeMs).toLocaleTimeString()),
+      text("td", event.dryRun ? `${event.feature} (dry run)` : event.feature), text("td", did), text("td", request),
+      text("td", [event.clientAddress, event.clientId, event.authenticatedUser].filter(Boolean).join(" ")),
+      text("td", event.brokerId ?? ""), text("td", partitions));
+  }
+  while (body.rows.length > EVENTS_SHOWN) body.deleteRow(-1);
+}
+
 async function refresh() {
+  refreshEvents();
   const { status, json } = await api("GET", "/stats");
   if (status !== 200) return;
   const now = performance.now();
