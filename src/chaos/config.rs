@@ -217,6 +217,11 @@ pub struct CommonConfig {
     /// Match and count, and log in the event log what the fault would have done, but change
     /// nothing.
     dry_run: bool,
+    /// Make the rule's random choices (whether a request is hit, which error, how much latency,
+    /// which records) replayable: they come from this seed, the rule and the order of its
+    /// matching requests on the connection, so the same client doing the same requests gets the
+    /// same faults.
+    seed: Option<u64>,
     /// Share of matching requests the rule acts on, in percent.
     #[schemars(range(max = 100))]
     rate_in_percent: u32,
@@ -261,6 +266,8 @@ pub struct Common {
     pub max_requests: Option<u64>,
     /// Only record what it would do (`dryRun`).
     pub dry_run: bool,
+    /// Where its random choices come from (`seed`); `None`: the connection's generator.
+    pub seed: Option<u64>,
     pub rate_percent: u32,
     pub broker_ids: Vec<i32>,
     pub topics: TopicFilter,
@@ -289,6 +296,7 @@ impl Common {
             skip_requests: parsed.skip_requests,
             max_requests: parsed.max_requests,
             dry_run: parsed.dry_run,
+            seed: parsed.seed,
             rate_percent: parsed.rate_in_percent,
             broker_ids: parsed.broker_ids,
             topics: TopicFilter::new(parsed.topics, &parsed.topic_patterns)?,
@@ -312,6 +320,9 @@ impl Common {
         }
         if self.dry_run {
             config.insert("dryRun".into(), Value::from(true));
+        }
+        if let Some(seed) = self.seed {
+            config.insert("seed".into(), Value::from(seed));
         }
         config.insert("brokerIds".into(), Value::from(self.broker_ids.clone()));
         self.topics.to_json(config);

@@ -7,6 +7,9 @@
 //! since a request inside one must fail whatever the coin says; where none is open the coin
 //! decides whether the request opens one.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +34,28 @@ pub struct Scope<'a> {
     pub node: Option<i32>,
     /// Which client-scoped rules the client is in scope of; `None`: none of them.
     pub clients: Option<&'a ClientScopes>,
+    /// The connection's turns of seeded rules; `None`: every request is a first turn.
+    pub turns: Option<&'a RefCell<SeededTurns>>,
+}
+
+/// For one connection: how many requests each seeded rule (`seed`) matched so far. A seeded
+/// rule's random choices for its n-th matching request come from (seed, rule, n), so they replay
+/// when the same client sends the same requests again.
+#[derive(Debug, Default)]
+pub struct SeededTurns(HashMap<(usize, u64), u64>);
+
+impl SeededTurns {
+    /// The generator for `rule`'s next matching request on this connection.
+    fn next(&mut self, rule: &Arc<Rule>, seed: u64) -> fastrand::Rng {
+        // The rule's address and creation time tell rules apart, even one re-created at a freed
+        // address.
+        let turn = self.0.entry((Arc::as_ptr(rule) as usize, rule.created_unix_ms())).or_insert(0);
+        // DefaultHasher::new() has fixed keys: the same turn gets the same generator every run.
+        let mut hasher = DefaultHasher::new();
+        (seed, &rule.key, *turn).hash(&mut hasher);
+        *turn += 1;
+        fastrand::Rng::with_seed(hasher.finish())
+    }
 }
 
 impl Scope<'_> {
@@ -56,6 +81,8 @@ struct Fired {
     /// Whether its rate already fired. An outage with open windows takes part without a toss:
     /// inside a window it acts anyway, and elsewhere it tosses once the partitions are known.
     rolled: bool,
+    /// A seeded rule's generator for this request, as it stood after the rate's toss.
+    seeded: Option<fastrand::Rng>,
 }
 
 /// What the connection must do with a request after the faults acted.
@@ -130,11 +157,16 @@ impl Plan {
                 scope.admits(rule) && rule.is_active(now) && topic_matches(rule) && rule.takes_turn()
             })
             .filter_map(|rule| {
+                let mut seeded = rule.common.seed.map(|seed| match scope.turns {
+                    Some(turns) => turns.borrow_mut().next(rule, seed),
+                    None => SeededTurns::default().next(rule, seed),
+                });
+                let rng = seeded.as_mut().unwrap_or(&mut *rng);
                 let rolled = match rule.fault.windows() {
                     Some(windows) if windows.any_open(now) => false,
                     _ => rule.fires(rng).then_some(true)?,
                 };
-                Some(Fired { rule: rule.clone(), rolled })
+                Some(Fired { rule: rule.clone(), rolled, seeded })
             })
             .collect();
         if fired.is_empty() {
@@ -167,7 +199,9 @@ impl Plan {
         let mut rewrote = false;
         let mut failed_with = 0;
         let api = ApiKey::try_from(request.api_key).ok();
-        for Fired { rule, rolled } in &self.fired {
+        for Fired { rule, rolled, seeded } in &self.fired {
+            let mut own = seeded.clone();
+            let rng = own.as_mut().unwrap_or(&mut *rng);
             // A fault that alters the answer acts when it comes back, on the topics in it.
             let alters = api.is_some_and(|api| rule.fault.alters_responses(api));
             let topics = &rule.common.topics;
@@ -605,6 +639,41 @@ mod tests {
             plan.carry_out(prefix, &body[..body.len() / 2], &names, Default::default(), &mut rng).is_err(),
             "truncated"
         );
+    }
+
+    #[test]
+    fn a_seeded_rule_replays_its_choices_on_every_connection() {
+        // What a rule does to 40 requests on one connection whose own generator starts at
+        // `connection_seed`: for each, the delay, or `None`.
+        let run = |rules: &RuleSet, connection_seed: u64| -> Vec<Option<Duration>> {
+            let turns = RefCell::new(SeededTurns::default());
+            let mut rng = fastrand::Rng::with_seed(connection_seed);
+            let scope = Scope { turns: Some(&turns), ..Scope::default() };
+            (0..40)
+                .map(|_| {
+                    let (prefix, body) = produce_body(9, &[b"x"]);
+                    let plan = Plan::decide(rules.for_api(0), scope, None, &mut rng)?;
+                    let outcome =
+                        plan.carry_out(prefix, &body, &names, Default::default(), &mut rng).unwrap();
+                    Some(outcome.request_delay)
+                })
+                .collect()
+        };
+        let config = |seed: u64| {
+            format!(
+                r#"{{"seed":{seed},"rateInPercent":50,"minLatencyToAddInMilliseconds":1,"maxLatencyToAddInMilliseconds":500}}"#
+            )
+        };
+        let seven = rules("slow-broker", &config(7));
+        let first = run(&seven, 1);
+        assert_eq!(
+            run(&seven, 2),
+            first,
+            "the same requests get the same faults, whatever the connection's own generator"
+        );
+        let hit = first.iter().filter(|delay| delay.is_some()).count();
+        assert!((5..35).contains(&hit), "about half are hit: {hit}");
+        assert_ne!(run(&rules("slow-broker", &config(8)), 1), first, "another seed, other choices");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! of a second task. Chaos enters here: the request router asks the rules what to do with each
 //! request, and the in-flight queue keeps every response, local or relayed, in request order.
 
+use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
@@ -28,7 +29,7 @@ use super::pace::Pacer;
 use super::rewrite::{self, Learned};
 use crate::chaos::alter::AnswerChanges;
 use crate::chaos::network::ConnectionSoFar;
-use crate::chaos::plan::{Plan, Scope};
+use crate::chaos::plan::{Plan, Scope, SeededTurns};
 use crate::chaos::scope::ClientScopes;
 use crate::chaos::{Effect, RuleSet, alter, respond};
 use crate::events::Origin;
@@ -101,6 +102,8 @@ struct RequestSide<'a> {
     clients: ClientScopes,
     /// Where the client connects from, for the event log.
     client_address: Option<IpAddr>,
+    /// How far each seeded rule got on this connection, so that its choices replay.
+    turns: RefCell<SeededTurns>,
     /// The client's login to kaos, where `--client-users` asks for one.
     login: Option<ClientLogin<'a>>,
     node: Option<i32>,
@@ -169,6 +172,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 rules: Cache::new(&shard.shared.rules),
                 clients: ClientScopes::new(socket.address),
                 client_address: socket.address,
+                turns: RefCell::default(),
                 login: shard.shared.client_users.as_ref().map(ClientLogin::new),
                 node,
                 rng: fastrand::Rng::new(),
@@ -500,7 +504,8 @@ impl Router for RequestRouter<'_, '_> {
                 Some(login) => login.user(),
                 None => self.identity.user(),
             };
-            let scope = Scope { user, node: side.node, clients: Some(&side.clients) };
+            let scope =
+                Scope { user, node: side.node, clients: Some(&side.clients), turns: Some(&side.turns) };
             Plan::decide(candidates, scope, topics.as_deref(), &mut side.rng)
         };
         self.shard.metrics.count_request(request.api_key);
