@@ -16,6 +16,7 @@ LIBRDKAFKA := $(KAOS_CACHE)/librdkafka-2.12.1-ssl
 RDKAFKA_PERFORMANCE := $(LIBRDKAFKA)/examples/rdkafka_performance
 VENV := $(KAOS_CACHE)/venv
 VENV_STAMP := $(VENV)/.kaos-requirements
+CLIENT_STAMP := $(VENV)/.kaos-client
 NODE_PREFIX := $(KAOS_CACHE)/node
 PLAYWRIGHT := $(NODE_PREFIX)/node_modules/playwright-core/package.json
 CHROMIUM := /usr/bin/chromium
@@ -38,7 +39,7 @@ ADMIN_ADDR ?= 127.0.0.1:8888
 build:
 	$(CARGO) build --release --workspace --bins
 
-deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP) $(PLAYWRIGHT) $(CHROMIUM) $(KAFKA_STAMP) $(STUNNEL)
+deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP) $(CLIENT_STAMP) $(PLAYWRIGHT) $(CHROMIUM) $(KAFKA_STAMP) $(STUNNEL)
 
 $(TANSU):
 	mkdir -p $(KAOS_CACHE)
@@ -60,6 +61,12 @@ $(VENV_STAMP): tests/python/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	cp tests/python/requirements.txt $(VENV_STAMP)
+
+# The project's own Python client (clients/python), installed editable so its tests run what the
+# repository holds; its pytest plugin gives the tests the kaos_client fixture.
+$(CLIENT_STAMP): clients/python/pyproject.toml $(VENV_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e clients/python
+	cp clients/python/pyproject.toml $(CLIENT_STAMP)
 
 # Apache Kafka's jars (broker, tools, log4j2) into $(KAFKA_LIBS), once: about 5 s and 54 MB
 # (plus 70 MB of Maven's own repository in $(KAOS_CACHE)/m2). Maven comes from apt when missing.

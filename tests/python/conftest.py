@@ -10,6 +10,7 @@ import tempfile
 import time
 import urllib.request
 
+import kaos_client
 import pytest
 
 # The Kafka cluster harness (stdlib only): its Cluster for the kafka_cluster fixture, and its port check.
@@ -149,16 +150,16 @@ class Kaos:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
+    @property
+    def client(self):
+        """The project's own Python client (clients/python) for this kaos."""
+        return kaos_client.Kaos(f"http://{self.admin}", user="test@conduktor.io")
+
     def add_rule(self, feature, config, api_keys="PRODUCE", direction="REQUEST", user="test@conduktor.io"):
-        status, answer = self.call("POST", f"/tenant/1-1/user/{user}/feature/{feature}",
-                                   {"config": config, "direction": direction, "apiKeys": api_keys})
-        assert status == 200, answer
-        return answer
+        return self.client.add_rule(feature, api_keys, direction, user=user, **config)
 
     def delete_rule(self, feature, api_keys="PRODUCE", direction="REQUEST", user="test@conduktor.io"):
-        path = f"/tenant/1-1/user/{user}/feature/{feature}/apiKeys/{api_keys}/direction/{direction}"
-        status, answer = self.call("DELETE", path)
-        assert status == 200, answer
+        self.client.delete_rule(feature, api_keys, direction, user=user)
 
     def affected(self, feature):
         """How many requests the feature acted on, from /metrics."""

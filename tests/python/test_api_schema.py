@@ -40,7 +40,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 DOCUMENT = pathlib.Path(__file__).parents[2] / "src/control/openapi.json"
 OPERATIONS = [(method.upper(), path) for path, operations in json.loads(DOCUMENT.read_text())["paths"].items()
               for method in operations]
-OPERATIONS.sort(key=lambda operation: ["POST", "GET", "DELETE"].index(operation[0]))
+OPERATIONS.sort(key=lambda operation: ["POST", "PUT", "GET", "DELETE"].index(operation[0]))
 
 
 @pytest.fixture(scope="module")
