@@ -306,6 +306,18 @@ pub fn requested_topics(
     names: &dyn TopicNames,
 ) -> Result<Vec<(String, i32)>, CodecError> {
     let by_name = |name: &TopicName| Some(name.0.to_string());
+    // Requests whose topics carry a name and partitions with a `partition_index`.
+    macro_rules! named_partitions {
+        ($request:ty) => {{
+            let request: $request = decode_request(api, version, body)?.1;
+            let topics = request.topics.iter();
+            topics
+                .flat_map(|t| {
+                    each_partition(by_name(&t.name), t.partitions.iter().map(|p| p.partition_index))
+                })
+                .collect()
+        }};
+    }
     let pairs = match api {
         ApiKey::OffsetCommit => {
             let request: OffsetCommitRequest = decode_request(api, version, body)?.1;
@@ -319,24 +331,8 @@ pub fn requested_topics(
                 })
                 .collect()
         }
-        ApiKey::TxnOffsetCommit => {
-            let request: TxnOffsetCommitRequest = decode_request(api, version, body)?.1;
-            let topics = request.topics.iter();
-            topics
-                .flat_map(|t| {
-                    each_partition(by_name(&t.name), t.partitions.iter().map(|p| p.partition_index))
-                })
-                .collect()
-        }
-        ApiKey::ListOffsets => {
-            let request: ListOffsetsRequest = decode_request(api, version, body)?.1;
-            let topics = request.topics.iter();
-            topics
-                .flat_map(|t| {
-                    each_partition(by_name(&t.name), t.partitions.iter().map(|p| p.partition_index))
-                })
-                .collect()
-        }
+        ApiKey::TxnOffsetCommit => named_partitions!(TxnOffsetCommitRequest),
+        ApiKey::ListOffsets => named_partitions!(ListOffsetsRequest),
         ApiKey::AddPartitionsToTxn => {
             // A version fills one of the two lists; the other decodes empty.
             let request: AddPartitionsToTxnRequest = decode_request(api, version, body)?.1;
