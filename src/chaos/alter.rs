@@ -15,6 +15,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use super::{Effect, FaultContext, Rule, respond};
 use uuid::Uuid;
 
+use crate::wire::batches::PartitionKey;
 use crate::wire::codec::{decode_response, encode_frame};
 use crate::wire::{CodecError, TopicNames};
 
@@ -138,6 +139,8 @@ impl PartitionFailures {
 pub struct AnswerChanges {
     pub failures: Option<PartitionFailures>,
     pub rules: Vec<Arc<Rule>>,
+    /// The failed partitions kaos holds until this answer leaves (see `proxy::inflight`).
+    pub held: Vec<PartitionKey>,
 }
 
 impl AnswerChanges {

@@ -22,6 +22,7 @@ use super::network::{ConnectionSoFar, LinkFault};
 use super::outage::{WindowScope, Windows};
 use super::scope::ClientScopes;
 use super::{Direction, Effect, FaultContext, Rule, TopicFilter, respond};
+use crate::wire::batches::{PartitionBatch, produce_batches};
 use crate::wire::codec::decode_request;
 use crate::wire::{CodecError, RequestPrefix, TopicNames, encode_frame};
 
@@ -99,6 +100,9 @@ pub struct Outcome {
     pub alter_response: Vec<Arc<Rule>>,
     /// Partitions that fail inside the broker's answer (a fault narrowed by `partitions`).
     pub fail_partitions: Option<PartitionFailures>,
+    /// The batches of partitions kaos took out of a Produce (`fail_partitions`, REQUEST): the
+    /// connection holds those partitions until the client has the failure, as for a whole one.
+    pub failed_batches: Vec<PartitionBatch>,
     /// Network faults to arm on the connection, with their rules.
     pub network: Vec<(Arc<Rule>, LinkFault)>,
     /// Deliver the request to the broker twice.
@@ -269,6 +273,9 @@ impl Plan {
                         // Some partitions fail, the others go to the broker: a Produce of
                         // direction REQUEST leaves the failed ones out, so they are not written.
                         let take_out = rule.key.direction == Direction::Request;
+                        if let (true, Decoded::Produce(_, produce)) = (take_out, &*decoded) {
+                            outcome.failed_batches = failed_batches(produce, narrowed, topic_names);
+                        }
                         let failed = narrow(decoded, narrowed, topic_names, take_out);
                         rewrote |= take_out && matches!(decoded, Decoded::Produce(..));
                         outcome.fail_partitions =
@@ -344,6 +351,23 @@ fn decode(request: RequestPrefix, body: &[u8]) -> Result<Decoded, CodecError> {
         Ok(api) => Err(CodecError::UnsupportedVersion { api, version }),
         Err(_) => Err(CodecError::UnknownApi(request.api_key)),
     }
+}
+
+/// The batches of `produce` for the partitions `narrowed` (by topic name).
+fn failed_batches(
+    produce: &ProduceRequest,
+    narrowed: &[(String, i32)],
+    names: &dyn TopicNames,
+) -> Vec<PartitionBatch> {
+    produce_batches(produce)
+        .into_iter()
+        .filter(|batch| {
+            let key = &batch.partition;
+            names
+                .name_of(&key.topic, &key.topic_id)
+                .is_some_and(|topic| narrowed.iter().any(|(t, p)| *t == topic && *p == key.index))
+        })
+        .collect()
 }
 
 /// The partitions `narrowed` (by topic name) of a decoded Produce or Fetch, as its answer names
@@ -565,6 +589,12 @@ mod tests {
             let plan = Plan::decide(broken.for_api(0), Scope::default(), None, &mut rng).unwrap();
             let outcome = plan.carry_out(prefix, &body, &names, Default::default(), &mut rng).unwrap();
             assert!(outcome.answer.is_none() && outcome.replace_response.is_none(), "{direction}: forwarded");
+            let held: Vec<i32> = outcome.failed_batches.iter().map(|b| b.partition.index).collect();
+            assert_eq!(
+                held,
+                if taken_out { vec![1] } else { vec![] },
+                "{direction}: what the connection holds"
+            );
             let failures = outcome.fail_partitions.expect("partition 1 fails in the answer");
             assert_eq!(failures.error, 19);
             assert_eq!(failures.partitions.iter().map(|(_, _, p)| *p).collect::<Vec<_>>(), vec![1]);

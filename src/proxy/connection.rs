@@ -611,8 +611,16 @@ impl Router for RequestRouter<'_, '_> {
             (Some(_), _) => Reply::Withheld,
             (None, Some((frame, after))) => Reply::Replace { frame, after },
             (None, None) if !outcome.alter_response.is_empty() || outcome.fail_partitions.is_some() => {
+                // Held until the client has the failure; under acks=0 it never will, and nothing
+                // retries.
+                let held = match &outcome.fail_partitions {
+                    Some(failures) if expects_response && !outcome.failed_batches.is_empty() => {
+                        self.in_flight.hold(outcome.failed_batches, failures.error)
+                    }
+                    _ => Vec::new(),
+                };
                 let changes =
-                    AnswerChanges { failures: outcome.fail_partitions, rules: outcome.alter_response };
+                    AnswerChanges { failures: outcome.fail_partitions, rules: outcome.alter_response, held };
                 Reply::Alter { delay, changes }
             }
             (None, None) => Reply::Upstream { delay },
@@ -688,7 +696,10 @@ impl Router for ResponseRouter<'_, '_> {
                 return Ok(Verdict::Whole);
             }
             Reply::Upstream { delay } => (delay, AnswerChanges::default()),
-            Reply::Alter { delay, changes } => (delay, changes),
+            Reply::Alter { delay, changes } => {
+                self.in_flight.failures_sent(&changes.held, Instant::now() + delay);
+                (delay, changes)
+            }
             Reply::Replace { frame, after } => {
                 *self.gathering = Some(Gathering::Replace { frame, release: Instant::now() + after });
                 return Ok(Verdict::Whole);

@@ -173,15 +173,21 @@ impl InFlightQueue {
         }
         match self.entries.pop_front()?.reply {
             Reply::Local { frame, ready_at, failed } => {
-                for partition in &failed {
-                    if let Some(held) = self.held.get_mut(partition) {
-                        held.unsent = held.unsent.saturating_sub(1);
-                        held.sent_at.get_or_insert(ready_at);
-                    }
-                }
+                self.failures_sent(&failed, ready_at);
                 Some((frame, ready_at))
             }
             _ => None,
+        }
+    }
+
+    /// The failures of these held partitions leave for the client at `at`: the client learns
+    /// of them then, and its retries may follow.
+    pub fn failures_sent(&mut self, partitions: &[PartitionKey], at: Instant) {
+        for partition in partitions {
+            if let Some(held) = self.held.get_mut(partition) {
+                held.unsent = held.unsent.saturating_sub(1);
+                held.sent_at.get_or_insert(at);
+            }
         }
     }
 
@@ -212,6 +218,16 @@ impl InFlightQueue {
     /// Queues kaos's failure of a Produce carrying `batches`, and holds their partitions until
     /// the client has it.
     pub fn push_failed_produce(&mut self, mut entry: InFlight, batches: Vec<PartitionBatch>, error: i16) {
+        let failed = self.hold(batches, error);
+        if let Reply::Local { failed: listed, .. } = &mut entry.reply {
+            *listed = failed;
+        }
+        self.push(entry);
+    }
+
+    /// Holds the partitions of `batches`, which kaos failed with `error`, until `failures_sent`
+    /// says the client has the failure; returns those it holds.
+    pub fn hold(&mut self, batches: Vec<PartitionBatch>, error: i16) -> Vec<PartitionKey> {
         let mut failed = Vec::with_capacity(batches.len());
         let retriable = ResponseError::try_from_code(error).is_some_and(|e| e.is_retriable());
         for PartitionBatch { partition, sequence } in batches {
@@ -239,10 +255,7 @@ impl InFlightQueue {
             };
             failed.push(partition);
         }
-        if let Reply::Local { failed: listed, .. } = &mut entry.reply {
-            *listed = failed;
-        }
-        self.push(entry);
+        failed
     }
 
     /// Takes the oldest request, which must carry the broker response's correlation id.
@@ -357,6 +370,28 @@ mod tests {
             "sent before the client saw the failures: it would reach the broker out of sequence"
         );
         assert_eq!(queue.gap_error(&[batch(0, Some((0, 10)))], now), None, "the retry starts over");
+        assert!(!queue.holds_partitions());
+    }
+
+    #[test]
+    fn a_partition_failed_inside_a_brokers_answer_is_held_until_that_answer_leaves() {
+        let mut queue = InFlightQueue::new(8);
+        let now = Instant::now();
+        let held = queue.hold(vec![batch(1, Some((0, 40)))], 6);
+        queue.push(request(1));
+        assert_eq!(queue.gap_error(&[batch(1, Some((0, 45)))], now), Some(6), "the answer has not left");
+        assert_eq!(
+            queue.gap_error(&[batch(0, Some((0, 45)))], now),
+            None,
+            "the request's other partitions go on"
+        );
+        queue.failures_sent(&held, now);
+        assert_eq!(
+            queue.gap_error(&[batch(1, Some((0, 45)))], now),
+            Some(6),
+            "pipelined before the client saw it"
+        );
+        assert_eq!(queue.gap_error(&[batch(1, Some((0, 40)))], now), None, "the retry starts over");
         assert!(!queue.holds_partitions());
     }
 
