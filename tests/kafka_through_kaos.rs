@@ -38,6 +38,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::Compression;
 use kaos_testkit::{Produce, Topic, batch};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -490,7 +491,14 @@ fn an_idempotent_producer_and_a_group_come_through_real_leader_elections() {
             let deadline = Instant::now() + Duration::from_secs(180);
             while (offsets.len() as u64) < target.load(Ordering::Relaxed) && Instant::now() < deadline {
                 if let Some(result) = consumer.poll(Duration::from_millis(100)) {
-                    let m = result.unwrap_or_else(|e| panic!("consumer error: {e}"));
+                    let m = match result {
+                        Ok(m) => m,
+                        // The stopped leader's connections drop: librdkafka says so and reconnects.
+                        Err(KafkaError::MessageConsumption(
+                            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+                        )) => continue,
+                        Err(e) => panic!("consumer error: {e}"),
+                    };
                     let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
                     offsets.insert((m.partition(), m.offset()));
                     records.push((m.partition(), m.offset(), value));
