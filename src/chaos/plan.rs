@@ -363,11 +363,21 @@ fn failed_batches(
         .into_iter()
         .filter(|batch| {
             let key = &batch.partition;
-            names
-                .name_of(&key.topic, &key.topic_id)
-                .is_some_and(|topic| narrowed.iter().any(|(t, p)| *t == topic && *p == key.index))
+            is_narrowed(narrowed, names, &key.topic, &key.topic_id, key.index)
         })
         .collect()
+}
+
+/// Whether the partition `index` of the topic a request names `name` (or, empty, by `id`) is
+/// one of `narrowed` (by topic name).
+fn is_narrowed(
+    narrowed: &[(String, i32)],
+    names: &dyn TopicNames,
+    name: &str,
+    id: &[u8; 16],
+    index: i32,
+) -> bool {
+    names.name_of(name, id).is_some_and(|topic| narrowed.iter().any(|(t, p)| *t == topic && *p == index))
 }
 
 /// The partitions `narrowed` (by topic name) of a decoded Produce or Fetch, as its answer names
@@ -380,9 +390,7 @@ fn narrow(
 ) -> Vec<(TopicName, Uuid, i32)> {
     let mut failed = Vec::new();
     let mut chosen = |name: &TopicName, id: &Uuid, index: i32| {
-        let hit = names
-            .name_of(name.0.as_str(), id.as_bytes())
-            .is_some_and(|topic| narrowed.iter().any(|(t, p)| *t == topic && *p == index));
+        let hit = is_narrowed(narrowed, names, name.0.as_str(), id.as_bytes(), index);
         if hit {
             failed.push((name.clone(), *id, index));
         }

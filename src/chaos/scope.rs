@@ -26,6 +26,11 @@ impl ClientScopes {
         ClientScopes { address, ..ClientScopes::default() }
     }
 
+    /// Where the client connects from.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.address
+    }
+
     /// Brings the answers up to date for `rules` and the `client.id` of the request at hand
     /// (only read when some rule scopes by it): a pointer comparison when nothing changed.
     pub fn refresh(&mut self, rules: &Arc<RuleSet>, client_id: impl FnOnce() -> Option<Vec<u8>>) {

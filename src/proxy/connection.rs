@@ -69,8 +69,6 @@ pub enum End {
     Io(std::io::Error),
 }
 
-/// `C` and `B` are the client and broker streams: plain TCP or TLS over it, each combination its
-/// own instance, so that plaintext carries no TLS code.
 /// The client's TCP socket, beyond its stream: where it connects from, and its descriptor, for
 /// the socket options a fault needs (reset-peer's RST).
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +77,8 @@ pub struct ClientSocket {
     pub fd: RawFd,
 }
 
+/// `C` and `B` are the client and broker streams: plain TCP or TLS over it, each combination its
+/// own instance, so that plaintext carries no TLS code.
 pub struct Connection<'a, C, B> {
     shard: &'a Rc<Shard>,
     client: C,
@@ -100,8 +100,6 @@ struct RequestSide<'a> {
     rules: Cache<&'a ArcSwap<RuleSet>, Arc<RuleSet>>,
     /// Which client-scoped rules this client is in, decided once per snapshot and client id.
     clients: ClientScopes,
-    /// Where the client connects from, for the event log.
-    client_address: Option<IpAddr>,
     /// How far each seeded rule got on this connection, so that its choices replay.
     turns: RefCell<SeededTurns>,
     /// The client's login to kaos, where `--client-users` asks for one.
@@ -122,8 +120,6 @@ struct RequestSide<'a> {
     so_far: ConnectionSoFar,
     /// The network faults armed on the connection.
     links: LinkFaults,
-    /// When a black-holed connection looks at the rules again.
-    recheck_at: Option<Instant>,
 }
 
 struct Pending {
@@ -171,7 +167,6 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
             request_side: RequestSide {
                 rules: Cache::new(&shard.shared.rules),
                 clients: ClientScopes::new(socket.address),
-                client_address: socket.address,
                 turns: RefCell::default(),
                 login: shard.shared.client_users.as_ref().map(ClientLogin::new),
                 node,
@@ -183,7 +178,6 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 muted_until: None,
                 so_far: ConnectionSoFar::default(),
                 links: LinkFaults::default(),
-                recheck_at: None,
             },
             identity: Identity::new(&config.oauth_principal_claim),
             gathering: None,
@@ -210,16 +204,12 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 return Poll::Ready(end);
             }
             if self.request_side.links.black_hole() {
-                // timeout: nothing moves either way until it closes or its rule goes; no traffic
-                // wakes the connection, so it looks at the rules every RULE_RECHECK.
-                let recheck = Instant::now() + RULE_RECHECK;
-                self.request_side.recheck_at = Some(recheck);
+                // timeout: nothing moves either way until it closes or its rule goes.
                 if self.timer_fired(cx) {
                     continue;
                 }
                 return Poll::Pending;
             }
-            self.request_side.recheck_at = None;
             let mut router = RequestRouter {
                 shard: self.shard,
                 in_flight: &mut self.in_flight,
@@ -335,6 +325,8 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
     fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
         let side = &self.request_side;
         let network_end = side.links.ends_at().map(|(at, _)| at);
+        // A black-holed connection has no traffic to wake it: it looks at the rules again soon.
+        let recheck = side.links.black_hole().then(|| Instant::now() + RULE_RECHECK);
         let held = [
             self.requests.held_until(),
             self.responses.held_until(),
@@ -342,7 +334,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
             side.slow_close_at,
             side.muted_until,
             network_end,
-            side.recheck_at,
+            recheck,
         ];
         let Some(deadline) = held.into_iter().flatten().min() else {
             self.timer = None;
@@ -358,6 +350,15 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
             return true;
         }
         false
+    }
+}
+
+/// Who the client is: the user it logged in to kaos as (`--client-users`), else the one its SASL
+/// exchange with the broker showed.
+fn user_of<'s>(login: &'s Option<ClientLogin<'_>>, identity: &'s Identity<'_>) -> Option<&'s str> {
+    match login {
+        Some(login) => login.user(),
+        None => identity.user(),
     }
 }
 
@@ -500,10 +501,7 @@ impl Router for RequestRouter<'_, '_> {
                     None
                 };
             side.clients.refresh(rules, || frame::request_client_id(head).map(<[u8]>::to_vec));
-            let user = match &side.login {
-                Some(login) => login.user(),
-                None => self.identity.user(),
-            };
+            let user = user_of(&side.login, self.identity);
             let scope =
                 Scope { user, node: side.node, clients: Some(&side.clients), turns: Some(&side.turns) };
             Plan::decide(candidates, scope, topics.as_deref(), &mut side.rng)
@@ -560,14 +558,10 @@ impl Router for RequestRouter<'_, '_> {
             }
         };
         if !outcome.applied.is_empty() {
-            let user = match &self.side.login {
-                Some(login) => login.user(),
-                None => self.identity.user(),
-            };
             let origin = Origin {
-                client: self.side.client_address,
+                client: self.side.clients.address(),
                 client_id: frame::request_client_id(body).and_then(|id| std::str::from_utf8(id).ok()),
-                user,
+                user: user_of(&self.side.login, self.identity),
                 broker: self.side.node,
                 request: Some((request.api_key, request.api_version, request.correlation_id)),
                 partitions: &outcome.partitions,

@@ -131,6 +131,12 @@ class Kaos:
             self.process.stop()
             raise TimeoutError(f"kaos not ready; its log:\n{self.process.output()}") from None
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.process.stop()
+
     @property
     def bootstrap(self):
         return f"127.0.0.1:{self.port_start}"
@@ -171,11 +177,8 @@ class Kaos:
 
 @pytest.fixture
 def kaos(tansu):
-    proxy = Kaos(tansu)
-    try:
+    with Kaos(tansu) as proxy:
         yield proxy
-    finally:
-        proxy.process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -186,14 +189,11 @@ def module_kaos():
     url = f"tcp://127.0.0.1:{port}"
     broker = Process("tansu", [os.environ["TANSU_BIN"], "broker", "--listener-url", url,
                                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
-    proxy = None
     try:
         wait_until("tansu", lambda: listening(port))
-        proxy = Kaos(f"127.0.0.1:{port}")
-        yield proxy
+        with Kaos(f"127.0.0.1:{port}") as proxy:
+            yield proxy
     finally:
-        if proxy is not None:
-            proxy.process.stop()
         broker.stop()
 
 
@@ -264,21 +264,15 @@ def tls_kaos_args(certs):
 @pytest.fixture
 def tls_kaos(tansu, tls_certs):
     """kaos with TLS towards clients in front of a plaintext tansu."""
-    proxy = Kaos(tansu, extra=tls_kaos_args(tls_certs))
-    try:
+    with Kaos(tansu, extra=tls_kaos_args(tls_certs)) as proxy:
         yield proxy
-    finally:
-        proxy.process.stop()
 
 
 @pytest.fixture
 def kafka_kaos(kafka_cluster):
     """A plaintext kaos in front of the shared Kafka cluster's plaintext listeners."""
-    proxy = Kaos(kafka_cluster.bootstrap, kafka_cluster.node_ids)
-    try:
+    with Kaos(kafka_cluster.bootstrap, kafka_cluster.node_ids) as proxy:
         yield proxy
-    finally:
-        proxy.process.stop()
 
 
 @pytest.fixture
@@ -288,9 +282,6 @@ def kafka_tls_kaos(kafka_cluster):
     if not kafka_cluster.tls_bootstrap:
         pytest.fail(f"the Kafka cluster in {kafka_cluster.dir} has no TLS listeners (started with --no-tls?)",
                     pytrace=False)
-    proxy = Kaos(kafka_cluster.tls_bootstrap, kafka_cluster.node_ids,
-                 ["--upstream-tls", "--upstream-ca", kafka_cluster.tls_ca])
-    try:
+    with Kaos(kafka_cluster.tls_bootstrap, kafka_cluster.node_ids,
+                 ["--upstream-tls", "--upstream-ca", kafka_cluster.tls_ca]) as proxy:
         yield proxy
-    finally:
-        proxy.process.stop()

@@ -19,11 +19,8 @@ NOT_ENOUGH_REPLICAS = {"errors": ["NOT_ENOUGH_REPLICAS"]}
 @pytest.fixture
 def sasl_kaos(kafka_cluster):
     """A kaos in front of the cluster's SASL_PLAINTEXT listeners, passing SASL through."""
-    proxy = Kaos(kafka_cluster.sasl_bootstrap, kafka_cluster.node_ids)
-    try:
+    with Kaos(kafka_cluster.sasl_bootstrap, kafka_cluster.node_ids) as proxy:
         yield proxy
-    finally:
-        proxy.process.stop()
 
 
 def producer(kaos, cluster, mechanism, user, api_version):
