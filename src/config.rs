@@ -129,6 +129,13 @@ pub struct Config {
     #[arg(long, env = "KAOS_RULES_FILE")]
     pub rules_file: Option<PathBuf>,
 
+    /// Keep chaos rules in this topic of the upstream cluster instead, shared by every kaos in
+    /// front of it: created compacted with one partition if missing, read from its start, then
+    /// followed. A change through any instance's API is answered once this instance has read it
+    /// back from the topic. Reached with the same TLS and SASL settings as the brokers.
+    #[arg(long, env = "KAOS_RULES_TOPIC", value_name = "NAME", conflicts_with = "rules_file", value_parser = parse_topic_name)]
+    pub rules_topic: Option<String>,
+
     /// Require `Authorization: Bearer TOKEN` on the admin API (all but /health, /ready and the
     /// console's static files).
     #[arg(long, env = "KAOS_ADMIN_TOKEN", hide_env_values = true)]
@@ -179,6 +186,17 @@ pub enum InvalidConfig {
     UnknownUnit(String),
 }
 
+/// A name Kafka accepts for a topic: 1 to 249 of `a-z A-Z 0-9 . _ -`, and not `.` or `..`.
+pub fn parse_topic_name(text: &str) -> Result<String, String> {
+    let legal = text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if text.is_empty() || text.len() > 249 || !legal || text == "." || text == ".." {
+        return Err(format!(
+            "'{text}' is not a Kafka topic name: 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-'"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, InvalidConfig> {
     let text = text.trim();
@@ -206,6 +224,22 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_rules_topic_is_a_kafka_topic_name_and_excludes_the_rules_file() {
+        let parse =
+            |args: &[&str]| Config::try_parse_from([&["kaos", "--bootstrap-servers", "a:1"], args].concat());
+        assert_eq!(
+            parse(&["--rules-topic", "_kaos.rules-1"]).unwrap().rules_topic.as_deref(),
+            Some("_kaos.rules-1")
+        );
+        for bad in ["", "..", "a b", "rules/x", &"x".repeat(250)] {
+            let error = parse(&["--rules-topic", bad]).unwrap_err().to_string();
+            assert!(error.contains("not a Kafka topic name"), "{bad}: {error}");
+        }
+        let error = parse(&["--rules-topic", "r", "--rules-file", "f"]).unwrap_err().to_string();
+        assert!(error.contains("cannot be used with"), "{error}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::chaos::RuleSet;
-use crate::cluster::Topology;
+use crate::cluster::{Topology, Upstream};
 use crate::events::EventSink;
 use crate::logging::SaidOnce;
 use crate::metrics::ShardMetrics;
@@ -57,6 +57,11 @@ impl Shared {
             client_users: None,
             events: EventSink::default(),
         }
+    }
+
+    /// How the threads beside the shards reach the brokers: TLS and login as the flags ask.
+    pub fn upstream(&self) -> Upstream<'_> {
+        Upstream { tls: self.tls.upstream.as_ref(), sasl: self.upstream_sasl.as_ref() }
     }
 
     /// Sleeps in short steps so that a plain thread notices shutdown promptly.

@@ -99,6 +99,27 @@ pub struct RuleKey {
     pub direction: Direction,
 }
 
+impl RuleKey {
+    /// The key a DELETE path or a rules-topic key names, checked.
+    pub fn parse(
+        tenant: &str,
+        user: &str,
+        feature: &str,
+        api: &str,
+        direction: &str,
+    ) -> Result<RuleKey, ConfigError> {
+        let feature = FaultSpec::named(feature)
+            .ok_or_else(|| ConfigError::new("feature", format!("unknown feature '{feature}'")))?
+            .name;
+        let api_key = parse_api_key(api)
+            .ok_or_else(|| ConfigError::new("apiKeys", format!("unknown Kafka API '{api}'")))?;
+        let direction = Direction::parse(direction).ok_or_else(|| {
+            ConfigError::new("direction", format!("unknown direction '{direction}'; use REQUEST or RESPONSE"))
+        })?;
+        Ok(RuleKey { tenant: tenant.into(), user: user.into(), feature, api_key: api_key as i16, direction })
+    }
+}
+
 #[derive(Debug)]
 pub struct Rule {
     pub key: RuleKey,
@@ -268,6 +289,17 @@ impl Rule {
         config.extend(self.fault_config.clone());
         let api = ApiKey::try_from(self.key.api_key).map(api_key_name).unwrap_or_default();
         json!({"config": config, "direction": self.key.direction.name(), "apiKeys": api})
+    }
+
+    /// What the rules file and the rules topic keep: the body plus tenant, user, feature and
+    /// `createdAtMs`, which `from_entry` reads back.
+    pub fn entry(&self) -> Value {
+        let mut entry = json!({"tenant": self.key.tenant, "user": self.key.user, "feature": self.key.feature,
+            "createdAtMs": self.created_unix_ms});
+        if let (Value::Object(entry), Value::Object(body)) = (&mut entry, self.body()) {
+            entry.extend(body);
+        }
+        entry
     }
 
     pub fn to_json(&self) -> Value {

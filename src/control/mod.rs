@@ -5,6 +5,7 @@ pub mod api;
 pub mod metrics;
 pub mod openapi;
 pub mod persist;
+pub mod topic;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
@@ -17,8 +18,9 @@ use std::io::Read;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use api::RuleStore;
+use api::{Handled, Reply, RuleStore};
 use persist::{RulesFile, RulesFileError};
+use topic::{RulesTopic, WriteId};
 
 use crate::chaos::{FAULTS, FaultSpec};
 use crate::config::Config;
@@ -29,8 +31,6 @@ use tracing::warn;
 /// The largest request body the admin API reads.
 const MAX_BODY: u64 = 1 << 20;
 
-/// Binds the admin address and loads `--rules-file` now (so either failing stops start-up), then
-/// serves the API on a thread until shutdown.
 /// Why the control thread could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -42,12 +42,17 @@ pub enum StartError {
     Thread(#[from] std::io::Error),
 }
 
+/// Binds the admin address and loads `--rules-file` now (so either failing stops start-up), or
+/// starts following `--rules-topic`, then serves the API on a thread until shutdown.
 pub fn spawn(config: &Config, shared: Arc<Shared>) -> Result<std::thread::JoinHandle<()>, StartError> {
     let addr = config.admin_addr;
     let server = Server::http(addr).map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
-    let store = match &config.rules_file {
-        Some(path) => RuleStore::open(RulesFile::new(path), &shared)?,
-        None => RuleStore::default(),
+    let store = match (&config.rules_file, &config.rules_topic) {
+        (Some(path), _) => RuleStore::open(RulesFile::new(path), &shared)?,
+        (None, Some(topic)) => {
+            RuleStore::following(RulesTopic::start(topic, config.bootstrap_servers.clone(), shared.clone())?)
+        }
+        (None, None) => RuleStore::default(),
     };
     let events = EventRing::new(shared.events.take_receiver(), config.events_kept);
     let mut control = Control {
@@ -57,6 +62,7 @@ pub fn spawn(config: &Config, shared: Arc<Shared>) -> Result<std::thread::JoinHa
         token: config.admin_token.clone(),
         timeout: config.admin_request_timeout,
         readers: Arc::new(AtomicUsize::new(0)),
+        waiting: Vec::new(),
     };
     std::thread::Builder::new()
         .name("control".into())
@@ -74,7 +80,21 @@ struct Control {
     token: Option<String>,
     timeout: Duration,
     readers: Arc<AtomicUsize>,
+    /// Changes written to the rules topic, answered once read back here.
+    waiting: Vec<Waiting>,
 }
+
+/// A change on its way through the rules topic.
+struct Waiting {
+    write: WriteId,
+    /// The admin request to answer; `None` for a ttl removal.
+    request: Option<Request>,
+    reply: Reply,
+    since: Instant,
+}
+
+/// How long a change may take to come back from the rules topic before its caller hears so.
+const WRITE_WAIT: Duration = Duration::from_secs(10);
 
 /// Body-reader threads at most; past that, requests with large bodies get a 503.
 const MAX_BODY_READERS: usize = 16;
@@ -100,7 +120,15 @@ impl Control {
                 });
                 self.respond(request, body);
             }
-            self.store.expire(&self.shared);
+            if let Some(write) = self.store.expire(&self.shared) {
+                self.waiting.push(Waiting {
+                    write,
+                    request: None,
+                    reply: (200, Value::Null),
+                    since: Instant::now(),
+                });
+            }
+            self.settle_writes();
             self.events.drain();
             let mut request = match server.recv_timeout(Duration::from_millis(20)) {
                 Ok(Some(request)) => request,
@@ -133,6 +161,33 @@ impl Control {
         }
     }
 
+    /// Answers the changes the rules topic has settled, and those it took too long over.
+    fn settle_writes(&mut self) {
+        let settled = self.store.follow(&self.shared);
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.retain_mut(|change| {
+            let outcome = match settled.iter().find(|(write, _)| *write == change.write) {
+                Some((_, outcome)) => outcome.clone(),
+                None if change.since.elapsed() < WRITE_WAIT => return true,
+                None => Err(format!(
+                    "written to the rules topic but not read back within {} s; GET /rules shows whether it took effect",
+                    WRITE_WAIT.as_secs()
+                )),
+            };
+            let (status, body) = match outcome {
+                Ok(()) => std::mem::replace(&mut change.reply, (0, Value::Null)),
+                Err(why) => (503, json!({ "error": format!("not applied: {why}") })),
+            };
+            match change.request.take() {
+                Some(request) => answer(request, status, JSON, body.to_string()),
+                None if status != 200 => self.store.expiry_failed(),
+                None => {}
+            }
+            false
+        });
+        self.waiting = waiting;
+    }
+
     fn respond(&mut self, request: Request, body: std::io::Result<Vec<u8>>) {
         let path = request.url().split('?').next().unwrap_or_default().to_owned();
         let authorized = self.token.as_deref().is_none_or(|token| {
@@ -159,7 +214,21 @@ impl Control {
             ),
             Ok(body) => {
                 self.events.drain();
-                route(request.method(), request.url(), &body, &self.shared, &mut self.store, &self.events)
+                match route(
+                    request.method(),
+                    request.url(),
+                    &body,
+                    &self.shared,
+                    &mut self.store,
+                    &self.events,
+                ) {
+                    Routed::Answer(status, content_type, text) => (status, content_type, text),
+                    Routed::AfterWrite { write, reply } => {
+                        let request = Some(request);
+                        self.waiting.push(Waiting { write, request, reply, since: Instant::now() });
+                        return;
+                    }
+                }
             }
         };
         answer(request, status, content_type, text);
@@ -212,6 +281,15 @@ const CONSOLE_HTML: &str = include_str!("console/index.html");
 const CONSOLE_JS: &str = include_str!("console/console.js");
 const CONSOLE_CSS: &str = include_str!("console/console.css");
 
+/// What a route makes of a request.
+#[derive(Debug)]
+enum Routed {
+    /// Status, content type and body.
+    Answer(u16, &'static str, String),
+    /// A change answered once the rules topic has it.
+    AfterWrite { write: WriteId, reply: Reply },
+}
+
 fn route(
     method: &Method,
     url: &str,
@@ -219,16 +297,19 @@ fn route(
     shared: &Arc<Shared>,
     store: &mut RuleStore,
     events: &EventRing,
-) -> (u16, &'static str, String) {
+) -> Routed {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let ready = shared.upstream_ready.load(Ordering::Relaxed);
-    match (method, path) {
+    let (status, content_type, text) = match (method, path) {
         (Method::Get, "/") => (200, "text/html; charset=utf-8", CONSOLE_HTML.into()),
         (Method::Get, "/console.js") => (200, "text/javascript; charset=utf-8", CONSOLE_JS.into()),
         (Method::Get, "/console.css") => (200, "text/css; charset=utf-8", CONSOLE_CSS.into()),
         (Method::Get, "/health") => (200, JSON, r#"{"status":"ok"}"#.into()),
         (Method::Get, "/ready") => match shared.upstream_login_failure.load_full() {
             Some(why) => (503, JSON, json!({ "ready": false, "reason": why.as_str() }).to_string()),
+            None if let Some(why) = store.not_ready() => {
+                (503, JSON, json!({ "ready": false, "reason": why }).to_string())
+            }
             None if ready => (200, JSON, r#"{"ready":true}"#.into()),
             None => {
                 (503, JSON, r#"{"ready":false,"reason":"upstream cluster has not answered Metadata"}"#.into())
@@ -250,7 +331,8 @@ fn route(
             (200, JSON, stats.to_string())
         }
         _ => match store.handle(method.as_str(), path, body, shared) {
-            Some((status, value)) => (status, JSON, value.to_string()),
+            Some(Handled::Reply((status, value))) => (status, JSON, value.to_string()),
+            Some(Handled::AfterWrite { write, reply }) => return Routed::AfterWrite { write, reply },
             None => {
                 let allowed: Vec<&str> = ROUTES
                     .iter()
@@ -265,7 +347,8 @@ fn route(
                 }
             }
         },
-    }
+    };
+    Routed::Answer(status, content_type, text)
 }
 
 /// `GET /events`' query: `since` (a sequence number, default 0: the most recent) and `limit`
@@ -302,6 +385,21 @@ fn matches_template(template: &str, path: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Routes a request that is answered at once (no rules topic here).
+    fn route_now(
+        method: &Method,
+        url: &str,
+        body: &[u8],
+        shared: &Arc<Shared>,
+        store: &mut RuleStore,
+        events: &EventRing,
+    ) -> (u16, &'static str, String) {
+        match route(method, url, body, shared, store, events) {
+            Routed::Answer(status, content_type, text) => (status, content_type, text),
+            other => panic!("answered later: {other:?}"),
+        }
+    }
+
     /// A concrete path for a template, with sample values for its parameters.
     fn sample(template: &str) -> String {
         template
@@ -320,12 +418,12 @@ mod tests {
         for (method, template) in ROUTES {
             let method: Method = method.parse().unwrap();
             let body = br#"{"apiKeys":"PRODUCE"}"#;
-            let (_, _, body) = route(&method, &sample(template), body, &shared, &mut store, &events);
+            let (_, _, body) = route_now(&method, &sample(template), body, &shared, &mut store, &events);
             assert!(!body.contains("no route for"), "{method} {template} is not routed");
         }
-        let (status, _, body) = route(&Method::Get, "/events?since=x", b"", &shared, &mut store, &events);
+        let (status, _, body) = route_now(&Method::Get, "/events?since=x", b"", &shared, &mut store, &events);
         assert!(status == 400 && body.contains(r#""field":"since""#), "{body}");
-        let (status, _, body) = route(&Method::Get, "/events?limit=0", b"", &shared, &mut store, &events);
+        let (status, _, body) = route_now(&Method::Get, "/events?limit=0", b"", &shared, &mut store, &events);
         assert!(status == 400 && body.contains(r#""field":"limit""#), "{body}");
         let document = openapi::document();
         let mut documented: Vec<(String, String)> = Vec::new();
@@ -346,7 +444,7 @@ mod tests {
         let shared = Arc::new(Shared::new(1));
         let events = EventRing::new(None, 10);
         let call = |method: Method, path: &str| {
-            route(&method, path, b"", &shared, &mut RuleStore::default(), &events)
+            route_now(&method, path, b"", &shared, &mut RuleStore::default(), &events)
         };
         let (status, _, body) = call(Method::Get, "/nope");
         assert_eq!(status, 404);

@@ -89,12 +89,7 @@ impl RulesFile {
     ) -> Result<(), RulesFileError> {
         let mut text = String::new();
         for rule in rules {
-            let mut line = json!({"tenant": rule.key.tenant, "user": rule.key.user, "feature": rule.key.feature,
-                "createdAtMs": rule.created_unix_ms()});
-            if let (Value::Object(line), Value::Object(body)) = (&mut line, rule.body()) {
-                line.extend(body);
-            }
-            text.push_str(&line.to_string());
+            text.push_str(&rule.entry().to_string());
             text.push('\n');
         }
         for (tenant, topic, format) in formats {

@@ -956,6 +956,8 @@ num.replica.fetchers=1
 num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=2097152
+# Compacted topics (kaos's --rules-topic test) are cleaned within a second, not 15.
+log.cleaner.backoff.ms=500
 group.initial.rebalance.delay.ms=0
 
 # After a node comes back it leads its preferred partitions again within seconds (default 300 s).
