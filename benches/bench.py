@@ -11,6 +11,9 @@ Suites (all by default; choose with --suites):
   rules        no rules, 20 rules that match nothing, 20 matching rules at rate 0%, 20 rules
                scoped to other client ids.
   chaos        random-bytes and invalid-schema at 100% of produce traffic vs pass-through.
+  memory       resident memory of kaos and HAProxy per client connection, with 1, 1,000 and 5,000
+               connections open (each did one Metadata round trip), and after 2,000 connections
+               were opened and closed twice.
   tls          TLS on both sides: kaos TLS-to-TLS against a direct TLS connection (stunnel in
                front of tansu), produce and consume, 100 B and 1 KB records.
   kafka        kaos in front of a 3-node Apache Kafka cluster (tests/kafka/cluster.py) against a
@@ -35,6 +38,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -62,6 +66,43 @@ def listening(port):
         return True
     except OSError:
         return False
+
+
+def resident_bytes(pid):
+    """VmRSS of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        kib = next(line for line in f if line.startswith("VmRSS:")).split()[1]
+    return int(kib) * 1024
+
+
+def metadata_request(correlation_id):
+    """Metadata v1 asking for brokers only (an empty topic list), as a length-prefixed frame."""
+    client_id = b"kaos-bench-memory"
+    body = (struct.pack(">hhih", 3, 1, correlation_id, len(client_id)) + client_id
+            + struct.pack(">i", 0))
+    return struct.pack(">i", len(body)) + body
+
+
+def open_connections(port, count):
+    """`count` connections to `port`, each with one Metadata round trip done; left open."""
+    connections = []
+    for index in range(count):
+        connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+        connection.sendall(metadata_request(index))
+        length = struct.unpack(">i", receive_exactly(connection, 4))[0]
+        receive_exactly(connection, length)
+        connections.append(connection)
+    return connections
+
+
+def receive_exactly(connection, size):
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed before answering Metadata")
+        data += chunk
+    return data
 
 
 def cpu_seconds(pid):
@@ -143,7 +184,7 @@ class Haproxy:
     def __init__(self, broker_port):
         self.port = free_port()
         self.config = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
-        self.config.write(f"global\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 5s\n"
+        self.config.write(f"global\n    maxconn 6000\ndefaults\n    mode tcp\n    timeout connect 5s\n"
                           f"    timeout client 120s\n    timeout server 120s\nfrontend kafka\n"
                           f"    bind 127.0.0.1:{self.port}\n    default_backend broker\nbackend broker\n"
                           f"    server tansu 127.0.0.1:{broker_port}\n")
@@ -503,13 +544,49 @@ class Bench:
                 kaos.stop()
             cluster.stop()
 
+    def memory(self):
+        """Resident memory per client connection, kaos beside HAProxy, each freshly started (as a
+        new user would), on one broker. No pairing: memory is not noisy. Connections are held
+        open after their round trip, as idle clients are."""
+        kaos, haproxy = Kaos(self.args.kaos, self.tansu.port), Haproxy(self.tansu.port)
+        try:
+            kaos.prepare()
+            sides = {"kaos": (kaos.port, kaos.pid), "haproxy": (haproxy.port, haproxy.pid)}
+            self.report("\n### Resident memory per client connection (one Metadata round trip each, then idle)\n")
+            self.report("| connections | " + " | ".join(f"{n} MB | {n} KB per connection" for n in sides) + " |")
+            self.report("|---" * (1 + 2 * len(sides)) + "|")
+            for count in (1, 1000, 5000):
+                cells = []
+                for port, pid in sides.values():
+                    before = resident_bytes(pid)
+                    connections = open_connections(port, count)
+                    time.sleep(0.5)
+                    during = resident_bytes(pid)
+                    for connection in connections:
+                        connection.close()
+                    cells.append(f"{during / 1e6:,.1f} | {max(during - before, 0) / count / 1024:,.1f}")
+                    time.sleep(1)
+                self.report(f"| {count:,} | " + " | ".join(cells) + " |")
+            churned = []
+            for name, (port, pid) in sides.items():
+                for _ in range(2):
+                    for connection in open_connections(port, 2000):
+                        connection.close()
+                    time.sleep(1)
+                churned.append(f"{name} {resident_bytes(pid) / 1e6:,.1f} MB")
+            self.report(f"\nAfter 2,000 more connections opened and closed twice: {', '.join(churned)} resident.")
+        finally:
+            kaos.stop()
+            haproxy.stop()
+
     def latency(self):
-        sides = {n: self.targets[n] for n in ("direct", "kaos", "haproxy")}
+        others = ["kaos", "haproxy"] + (["kaos-baseline"] if "kaos-baseline" in self.targets else [])
+        sides = {n: self.targets[n] for n in ["direct", *others]}
         samples = self.paired("latency", sides, self.round_trip)
         self.ratio_table(f"Round trip, one request in flight ({self.args.latency_records} records per run)",
-                         samples, "direct", ["kaos", "haproxy"], ["p50 µs", "p99 µs", "p99.9 µs"])
+                         samples, "direct", others, ["p50 µs", "p99 µs", "p99.9 µs"])
         for metric in ("p50 µs", "p99 µs", "p99.9 µs"):
-            for other in ("kaos", "haproxy"):
+            for other in others:
                 added = statistics.median([o - d for o, d in zip(samples[(other, metric)], samples[("direct", metric)])])
                 self.report(f"- {other} adds {added:+.0f} µs at {metric.split()[0]} (median of per-pair differences)")
 
@@ -612,7 +689,7 @@ def main():
     parser.add_argument("--records", type=int, default=1_000_000, help="records per throughput run (100 B)")
     parser.add_argument("--latency-records", type=int, default=2000)
     parser.add_argument("--connection-seconds", type=float, default=3)
-    parser.add_argument("--suites", default="throughput,latency,connections,rules,chaos,tls,kafka")
+    parser.add_argument("--suites", default="throughput,latency,connections,memory,rules,chaos,tls,kafka")
     parser.add_argument("--baseline-kaos", help="another kaos binary, for the baseline suite")
     parser.add_argument("--kafka-libs", help="Apache Kafka's jars for the kafka suite (default: tests/kafka/cluster.py's)")
     parser.add_argument("--kafka-records", type=int, default=200_000, help="records per kafka suite run (100 B)")

@@ -152,8 +152,10 @@ fn run(config: Arc<Config>) -> Result<(), String> {
     for id in 0..shards {
         let (config, shared, running, failed) =
             (config.clone(), shared.clone(), running.clone(), failed.clone());
-        let builder =
-            LocalExecutorBuilder::new(Placement::Unbound).name(&format!("shard-{id}")).io_memory(IO_MEMORY);
+        let builder = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("shard-{id}"))
+            .io_memory(IO_MEMORY)
+            .spin_before_park(Duration::from_micros(config.spin_us));
         let handle = builder
             .spawn(move || async move {
                 if let Err(why) = shard::run(id, config, shared.clone()).await {

@@ -355,10 +355,11 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {
     // The client's handshake comes first: a peer that never completes it (a wrong CA, no
     // certificate under mutual TLS, a port scan) costs no broker connection.
     match shard.shared.tls.clients.as_ref().map(|clients| TlsAcceptor::from(clients.current())) {
-        None => relay_to_broker(&shard, (client, socket), target, &peer).await,
+        None => Box::pin(relay_to_broker(&shard, (client, socket), target, &peer)).await,
         Some(acceptor) => {
-            if let Some(client) = handshake(&shard, "client", &peer, acceptor.accept(client)).await {
-                relay_to_broker(&shard, (client, socket), target, &peer).await;
+            if let Some(client) = Box::pin(handshake(&shard, "client", &peer, acceptor.accept(client))).await
+            {
+                Box::pin(relay_to_broker(&shard, (client, socket), target, &peer)).await;
             }
         }
     }
@@ -387,11 +388,16 @@ async fn relay_to_broker<C: AsyncRead + AsyncWrite + Unpin>(
     let _ = broker.set_nodelay(true);
     let upstream = peer_name(&broker);
     let client = (client, socket);
+    // Each combination of streams, and each TLS handshake, is boxed on its own: inline, the
+    // largest (TLS on both sides) would set the size of every connection's task, plaintext
+    // ones included.
     let end = match shard.shared.tls.upstream.clone().map(TlsConnector::from) {
-        None => relay(shard, client, (broker, node), &address).await,
+        None => Box::pin(relay(shard, client, (broker, node), &address)).await,
         Some(connector) => {
-            let Some(broker) = connect_tls(shard, connector, broker, &address).await else { return };
-            relay(shard, client, (broker, node), &address).await
+            let Some(broker) = Box::pin(connect_tls(shard, connector, broker, &address)).await else {
+                return;
+            };
+            Box::pin(relay(shard, client, (broker, node), &address)).await
         }
     };
     log_end(&shard.metrics, end, peer, &upstream);

@@ -468,30 +468,8 @@ impl Follower {
     /// Appends `records` as one batch, acknowledged by every in-sync replica; answers the offset
     /// of the first one.
     fn produce(&self, client: &mut BrokerClient, records: &Records) -> Result<i64, TopicError> {
-        let now = unix_ms() as i64;
-        let batch: Vec<Record> = records
-            .iter()
-            .enumerate()
-            .map(|(index, (key, value))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: index as i64,
-                sequence: -1,
-                timestamp: now,
-                key: Some(key.clone()),
-                value: value.clone(),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut encoded = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut encoded, batch.iter(), &options)
-            .map_err(|e| TopicError::Batch { offset: -1, why: e.to_string() })?;
+        let encoded = encode_batch(records, 0, unix_ms() as i64)
+            .map_err(|why| TopicError::Batch { offset: -1, why })?;
         let partition = PartitionProduceData::default().with_index(0).with_records(Some(encoded.freeze()));
         let request = ProduceRequest::default()
             .with_acks(-1)
@@ -602,6 +580,33 @@ struct BatchesRead {
     last_batch_base: i64,
 }
 
+/// One uncompressed record batch (format v2) of `records`, from offset `base_offset` on.
+fn encode_batch(records: &Records, base_offset: i64, timestamp: i64) -> Result<BytesMut, String> {
+    let batch: Vec<Record> = records
+        .iter()
+        .zip(base_offset..)
+        .map(|((key, value), offset)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: -1,
+            timestamp,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut encoded = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut encoded, batch.iter(), &options).map_err(|e| e.to_string())?;
+    Ok(encoded)
+}
+
 /// baseOffset (i64) + batchLength (i32): the bytes before `batchLength` counts.
 const BATCH_HEADER: usize = 12;
 /// Where a batch's attributes (i16) and lastOffsetDelta (i32) sit.
@@ -695,29 +700,8 @@ mod tests {
     #[test]
     fn batches_are_read_from_the_offset_on_and_a_cut_batch_waits() {
         let encode = |base: i64, keys: &[&str]| {
-            let records: Vec<Record> = keys
-                .iter()
-                .enumerate()
-                .map(|(i, key)| Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: 0,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: base + i as i64,
-                    sequence: -1,
-                    timestamp: 0,
-                    key: Some(Bytes::from(key.to_string())),
-                    value: None,
-                    headers: Default::default(),
-                })
-                .collect();
-            let mut out = BytesMut::new();
-            let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-            RecordBatchEncoder::encode(&mut out, records.iter(), &options).unwrap();
-            out
+            let records: Records = keys.iter().map(|key| (Bytes::from(key.to_string()), None)).collect();
+            encode_batch(&records, base, 0).unwrap()
         };
         let mut fetched = encode(0, &["a", "b"]);
         fetched.extend_from_slice(&encode(2, &["c"]));

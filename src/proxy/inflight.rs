@@ -124,7 +124,9 @@ pub enum Answer {
 impl InFlightQueue {
     pub fn new(limit: usize) -> InFlightQueue {
         InFlightQueue {
-            entries: VecDeque::with_capacity(limit.min(64)),
+            // Grown as requests pipeline: most connections keep one or two in flight, and a
+            // reserve here would cost every idle connection kilobytes.
+            entries: VecDeque::new(),
             silent: VecDeque::new(),
             limit: limit.max(1),
             held: HashMap::new(),

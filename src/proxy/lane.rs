@@ -21,14 +21,16 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use super::buffers;
 use super::identity::UnfollowableExchange;
 use super::pace::Pacer;
 use super::rewrite::RewriteError;
 use crate::wire::CodecError;
 use crate::wire::frame::{self, FrameError, LENGTH_PREFIX};
 
-/// Default buffer per direction. It grows only to gather a frame that must be seen whole.
-pub const LANE_BUFFER: usize = 256 * 1024;
+/// The read buffer per direction, borrowed from the shard's pool while the lane has bytes to
+/// move. It grows only to gather a frame that must be seen whole.
+pub const LANE_BUFFER: usize = buffers::BUFFER_SIZE;
 
 /// What a router decides for the frame at the head of the lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +124,7 @@ pub enum ProtocolError {
 /// Buffer layout: `[start, ready)` is cleared to send, `[ready, end)` is read but not yet judged.
 #[derive(Debug)]
 pub struct Lane {
+    /// Empty while the lane is idle: the buffer is back in the shard's pool.
     buf: Vec<u8>,
     start: usize,
     ready: usize,
@@ -210,7 +213,7 @@ impl Progress {
 impl Lane {
     pub fn new(max_frame: usize) -> Lane {
         Lane {
-            buf: vec![0; LANE_BUFFER],
+            buf: Vec::new(),
             start: 0,
             ready: 0,
             end: 0,
@@ -441,14 +444,18 @@ impl Lane {
         Ok(true)
     }
 
-    /// Reads into the free tail, compacting or growing the buffer first when needed.
+    /// Reads into the free tail, compacting or growing the buffer first when needed. A lane with
+    /// nothing buffered that finds nothing to read gives its buffer back to the pool.
     fn fill<S: AsyncRead + Unpin>(&mut self, src: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.start == self.end {
             (self.start, self.ready, self.end) = (0, 0, 0);
             if self.whole.is_none() && self.buf.len() > LANE_BUFFER {
-                self.buf.truncate(LANE_BUFFER);
-                self.buf.shrink_to_fit();
+                // Grown to gather a large frame: freed rather than kept.
+                self.buf = Vec::new();
             }
+        }
+        if self.buf.is_empty() {
+            self.buf = buffers::take();
         }
         let needed_end = self.ready + self.whole.unwrap_or(0);
         if self.end == self.buf.len() || needed_end > self.buf.len() {
@@ -465,11 +472,24 @@ impl Lane {
             }
         }
         let result = Pin::new(src).poll_read(cx, &mut self.buf[self.end..]);
-        if let Poll::Ready(Ok(n)) = result {
-            self.end += n;
-            self.read_at = Instant::now();
+        match result {
+            Poll::Ready(Ok(n)) => {
+                self.end += n;
+                self.read_at = Instant::now();
+            }
+            // glommio holds no reference to the buffer while it waits for the socket.
+            Poll::Pending if self.start == self.end && self.whole.is_none() => {
+                buffers::give(std::mem::take(&mut self.buf));
+            }
+            _ => {}
         }
         result
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        buffers::give(std::mem::take(&mut self.buf));
     }
 }
 

@@ -2,6 +2,7 @@
 //! address rewrite that keeps clients on kaos.
 
 pub mod authenticator;
+pub mod buffers;
 pub mod connection;
 pub mod identity;
 pub mod inflight;
