@@ -23,7 +23,7 @@ thread_local! {
 
 /// A buffer of `BUFFER_SIZE` bytes, reused when one is free.
 pub fn take() -> Vec<u8> {
-    FREE.with(|free| free.borrow_mut().pop()).unwrap_or_else(|| vec![0; BUFFER_SIZE])
+    FREE.try_with(|free| free.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| vec![0; BUFFER_SIZE])
 }
 
 /// Returns a buffer for reuse; one of another size, or one past what the shard keeps, is freed.
@@ -31,7 +31,8 @@ pub fn give(buffer: Vec<u8>) {
     if buffer.len() != BUFFER_SIZE {
         return;
     }
-    FREE.with(|free| {
+    // A lane dropped while its thread exits finds the pool gone: its buffer is simply freed.
+    let _ = FREE.try_with(|free| {
         let mut free = free.borrow_mut();
         if free.len() < KEPT {
             free.push(buffer);

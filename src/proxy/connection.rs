@@ -244,6 +244,8 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
             let mut router = ResponseRouter {
                 shard: self.shard,
                 node: self.request_side.node,
+                client: self.request_side.clients.address(),
+                login: &self.request_side.login,
                 in_flight: &mut self.in_flight,
                 gathering: &mut self.gathering,
                 identity: &mut self.identity,
@@ -645,8 +647,11 @@ impl Router for RequestRouter<'_, '_> {
 /// delayed responses, and drops responses the client must not see.
 struct ResponseRouter<'a, 'b> {
     shard: &'a Rc<Shard>,
-    /// The broker answering, for log lines.
+    /// The broker answering, for log lines and events.
     node: Option<i32>,
+    /// The client's address and login, for the events of faults on answers.
+    client: Option<IpAddr>,
+    login: &'b Option<ClientLogin<'a>>,
     in_flight: &'b mut InFlightQueue,
     gathering: &'b mut Option<Gathering>,
     identity: &'b mut Identity<'a>,
@@ -792,6 +797,8 @@ impl ResponseRouter<'_, '_> {
         match alter::alter(api, request.api_version, body, &changes.rules, self.shard.as_ref(), &mut rng) {
             Ok(Some((altered, applied))) => {
                 let origin = Origin {
+                    client: self.client,
+                    user: user_of(self.login, self.identity),
                     broker: self.node,
                     request: Some((request.api_key, request.api_version, request.correlation_id)),
                     ..Origin::default()

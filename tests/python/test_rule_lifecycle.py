@@ -92,3 +92,11 @@ def test_the_event_log_shows_each_fault_and_a_dry_run_changes_nothing(kaos):
     assert status == 200 and [e["dryRun"] for e in newer] == [False], newer
     assert newer[0]["seq"] > event["seq"]
     assert kaos.call("GET", "/events?limit=0")[0] == 400
+
+    # A fault on the answer names the client too.
+    kaos.call("DELETE", "/rules")
+    kaos.add_rule("broken-broker", FAIL, direction="RESPONSE")
+    assert outcomes(kaos, topic, 1) == [False]
+    status, answered = kaos.call("GET", f"/events?since={newer[-1]['seq']}")
+    assert status == 200 and [e["direction"] for e in answered] == ["RESPONSE"], answered
+    assert (answered[0]["clientAddress"], answered[0]["brokerId"]) == ("127.0.0.1", 111), answered
