@@ -252,6 +252,11 @@ impl RuleStore {
     /// topic, once); the control thread calls it between requests. Answers the topic write, if
     /// there is one to wait for.
     pub fn expire(&mut self, shared: &Shared) -> Option<WriteId> {
+        // A rule past its ttl already acts no more; its removal waits until the rules topic can
+        // take it, rather than being tried (and logged) on every pass.
+        if self.not_ready().is_some() {
+            return None;
+        }
         let now = unix_ms();
         let expired: Vec<RuleKey> = self
             .rules
