@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use serde_json::{Value, json};
 
-use crate::chaos::rule::{RuleKey, api_key_name, unix_ms};
+use crate::chaos::rule::{RuleKey, api_key_name_of, unix_ms};
 use crate::chaos::{Effect, Rule};
 
 /// Events the ring keeps by default (`--events`).
@@ -69,8 +69,6 @@ impl Event {
     }
 
     fn to_json(&self, seq: u64) -> Value {
-        let api =
-            |key: i16| kafka_protocol::messages::ApiKey::try_from(key).map(api_key_name).unwrap_or_default();
         let partitions: Vec<Value> = self
             .partitions
             .iter()
@@ -82,7 +80,7 @@ impl Event {
             "tenant": self.rule.tenant,
             "user": self.rule.user,
             "feature": self.rule.feature,
-            "ruleApiKeys": api(self.rule.api_key),
+            "ruleApiKeys": api_key_name_of(self.rule.api_key),
             "direction": self.rule.direction.name(),
             "dryRun": self.dry_run,
             "did": self.effect.to_json(),
@@ -90,7 +88,7 @@ impl Event {
             "clientId": self.client_id,
             "authenticatedUser": self.user,
             "brokerId": self.broker,
-            "apiKey": self.request.map(|(key, _, _)| api(key)),
+            "apiKey": self.request.map(|(key, _, _)| api_key_name_of(key)),
             "apiVersion": self.request.map(|(_, version, _)| version),
             "correlationId": self.request.map(|(_, _, id)| id),
             "topicPartitions": partitions,

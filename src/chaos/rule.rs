@@ -40,6 +40,11 @@ pub fn api_key_name(api: ApiKey) -> String {
     screaming_snake(&format!("{api:?}"))
 }
 
+/// The REST name of API key `key`; empty for a key Kafka does not define.
+pub fn api_key_name_of(key: i16) -> String {
+    ApiKey::try_from(key).map(api_key_name).unwrap_or_default()
+}
+
 pub fn parse_api_key(name: &str) -> Option<ApiKey> {
     (0..200).find_map(|key| ApiKey::try_from(key).ok().filter(|&api| api_key_name(api) == name))
 }
@@ -287,7 +292,7 @@ impl Rule {
         let mut config = Map::new();
         self.common.to_json(&mut config);
         config.extend(self.fault_config.clone());
-        let api = ApiKey::try_from(self.key.api_key).map(api_key_name).unwrap_or_default();
+        let api = api_key_name_of(self.key.api_key);
         json!({"config": config, "direction": self.key.direction.name(), "apiKeys": api})
     }
 

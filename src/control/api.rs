@@ -18,10 +18,9 @@ use serde_json::{Value, json};
 
 use super::persist::{RulesFile, RulesFileError};
 use super::topic::{RulesTopic, WriteId};
-use crate::chaos::rule::{RuleKey, api_key_name, unix_ms};
+use crate::chaos::rule::{RuleKey, api_key_name_of, unix_ms};
 use crate::chaos::{ConfigError, Rule, RuleSet};
 use crate::shared::Shared;
-use kafka_protocol::messages::ApiKey;
 use tracing::{error, info};
 
 /// An API answer: status and JSON body.
@@ -349,7 +348,7 @@ fn log_edit(edit: &Edit, source: &str) {
     match edit {
         Edit::Rule(_, Some(rule)) => info!(rule = %rule.to_json(), source, "chaos rule set"),
         Edit::Rule(key, None) => {
-            let api = ApiKey::try_from(key.api_key).map(api_key_name).unwrap_or_default();
+            let api = api_key_name_of(key.api_key);
             info!(tenant = %key.tenant, user = %key.user, feature = key.feature, api, direction = key.direction.name(), source, "chaos rule removed")
         }
         Edit::Format((tenant, topic), Some(format)) => {

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 
 use super::api::Edit;
 use crate::chaos::Rule;
-use crate::chaos::rule::{RuleKey, api_key_name, unix_ms};
+use crate::chaos::rule::{RuleKey, api_key_name_of, unix_ms};
 use crate::cluster::{BrokerClient, UpstreamError};
 use crate::shared::Shared;
 use tracing::{info, warn};
@@ -60,6 +60,7 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 const FETCH_MAX_BYTES: i32 = 4 << 20;
 const CLIENT_ID: &str = "kaos-rules-topic";
+const THREAD_STOPPED: &str = "the rules-topic thread stopped";
 
 /// Identifies a write until it is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +115,8 @@ pub struct RulesTopic {
     next_write: u64,
     /// Writes in the topic that this instance has not read back yet: id and last offset.
     written: Vec<(WriteId, i64)>,
+    /// Writes the topic thread never took (it stopped): refused at the next `follow`.
+    refused: Vec<WriteId>,
     /// The offset read next: everything before it is applied.
     next_offset: i64,
     /// Whether this instance has read the topic to its end at least once.
@@ -137,6 +140,7 @@ impl RulesTopic {
             news,
             next_write: 0,
             written: Vec::new(),
+            refused: Vec::new(),
             next_offset: 0,
             loaded: false,
             unreachable: None,
@@ -162,8 +166,9 @@ impl RulesTopic {
         self.next_write += 1;
         let write = Write { id, records: edits.iter().map(record_of).collect() };
         if self.writes.send(write).is_err() {
-            // The thread is gone (shutdown): the write is settled as refused by `follow`.
-            self.unreachable.get_or_insert_with(|| "the rules-topic thread stopped".into());
+            // The thread is gone (shutdown).
+            self.unreachable.get_or_insert_with(|| THREAD_STOPPED.into());
+            self.refused.push(id);
         }
         id
     }
@@ -171,6 +176,7 @@ impl RulesTopic {
     /// Takes what the topic thread has read and settled since the last look.
     pub fn follow(&mut self) -> Followed {
         let mut followed = Followed::default();
+        followed.settled.extend(self.refused.drain(..).map(|id| (id, Err(THREAD_STOPPED.to_owned()))));
         loop {
             match self.news.try_recv() {
                 Ok(News::Read { records, next_offset, high_watermark, from_start }) => {
@@ -197,7 +203,7 @@ impl RulesTopic {
                 Ok(News::Unreachable(why)) => self.unreachable = Some(why),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    self.unreachable.get_or_insert_with(|| "the rules-topic thread stopped".into());
+                    self.unreachable.get_or_insert_with(|| THREAD_STOPPED.into());
                     break;
                 }
             }
@@ -218,10 +224,8 @@ impl RulesTopic {
 fn record_of(edit: &Edit) -> (Bytes, Option<Bytes>) {
     let (key, value) = match edit {
         Edit::Rule(key, rule) => {
-            let api =
-                kafka_protocol::messages::ApiKey::try_from(key.api_key).map(api_key_name).unwrap_or_default();
             let key = json!({"kind": "rule", "tenant": key.tenant, "user": key.user, "feature": key.feature,
-                "apiKeys": api, "direction": key.direction.name()});
+                "apiKeys": api_key_name_of(key.api_key), "direction": key.direction.name()});
             (key, rule.as_ref().map(|rule| rule.entry()))
         }
         Edit::Format((tenant, topic), format) => (
