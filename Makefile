@@ -1,4 +1,4 @@
-# kaos: `make run` starts a local tansu broker with kaos in front of it; `make test` runs every test.
+# kaos: `make run` starts a local broker with kaos in front of it; `make test` runs every test.
 #
 # Everything the tests and benchmarks need is installed on first use, idempotently, into
 # $(KAOS_CACHE) (outside the clone): tansu 0.6.0, librdkafka's rdkafka_performance and
@@ -22,6 +22,18 @@ PLAYWRIGHT := $(NODE_PREFIX)/node_modules/playwright-core/package.json
 CHROMIUM := /usr/bin/chromium
 # The TLS tests put Debian's stunnel4 in front of tansu and make their certificates with openssl.
 STUNNEL := /usr/bin/stunnel4
+# The container test builds and runs the image with Debian's podman and runc, on a Debian
+# bookworm base made with debootstrap (no registry is reachable to pull one from).
+PODMAN := /usr/bin/podman
+CONTAINER_BASE := $(KAOS_CACHE)/container/debian-bookworm-minbase.tar
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+# The Helm chart's tests: helm from the Go module proxy, and the Prometheus Operator's
+# ServiceMonitor CRD (its schema checks the chart's ServiceMonitor) from that operator's module.
+HELM_VERSION := v4.3.2
+HELM := $(KAOS_CACHE)/go/bin/helm
+PROMETHEUS_OPERATOR := github.com/prometheus-operator/prometheus-operator@v0.94.0
+SERVICEMONITOR_CRD := $(KAOS_CACHE)/helm/servicemonitors-crd.yaml
+GO_CACHE_ENV := GOBIN=$(KAOS_CACHE)/go/bin GOMODCACHE=$(KAOS_CACHE)/go/mod GOFLAGS=-modcacherw
 KAOS := target/release/kaos
 LOADTEST := target/release/kaos-loadtest
 # Apache Kafka from Maven Central (tests/kafka/pom.xml), the version of docker-compose.yaml's image.
@@ -30,16 +42,29 @@ KAFKA_LIBS := $(KAOS_CACHE)/kafka-$(KAFKA_VERSION)/libs
 KAFKA_STAMP := $(KAOS_CACHE)/kafka-$(KAFKA_VERSION)/.kaos-pom
 KAFKA_CLUSTER := python3 tests/kafka/cluster.py
 
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+DIST_NAME := kaos-$(VERSION)-$(HOST_TRIPLE)
+DIST_DIR := target/dist
+IMAGE ?= kaos:$(VERSION)
+CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker)
+
 KAFKA_PORT ?= 9092
 PORT_START ?= 6969
 ADMIN_ADDR ?= 127.0.0.1:8888
 
-.PHONY: build deps kafka test lint run demo bench bench-baseline clean-cache fuzz fuzz-check
+.PHONY: build build-kaos deps kafka test lint run demo bench bench-baseline clean-cache fuzz fuzz-check \
+	dist image image-prebuilt
 
 build:
 	$(CARGO) build --release --workspace --bins
 
-deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP) $(CLIENT_STAMP) $(PLAYWRIGHT) $(CHROMIUM) $(KAFKA_STAMP) $(STUNNEL)
+# The proxy alone, without the load tool and librdkafka: all `make run` needs.
+build-kaos:
+	$(CARGO) build --release --bin kaos
+
+deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP) $(CLIENT_STAMP) $(PLAYWRIGHT) $(CHROMIUM) $(KAFKA_STAMP) $(STUNNEL) \
+	$(PODMAN) $(CONTAINER_BASE) $(HELM) $(SERVICEMONITOR_CRD)
 
 $(TANSU):
 	mkdir -p $(KAOS_CACHE)
@@ -87,6 +112,27 @@ $(CHROMIUM):
 
 $(STUNNEL):
 	apt-get update -qq && apt-get install -y -qq stunnel4 openssl
+
+$(PODMAN):
+	apt-get update -qq && apt-get install -y -qq podman runc debootstrap
+
+# Debian bookworm's minimal base, trimmed of documentation and package lists (about 80 MB); the
+# container test imports it into podman as localhost/kaos-base:bookworm-minbase.
+$(CONTAINER_BASE): | $(PODMAN)
+	rm -rf $(KAOS_CACHE)/container/root && mkdir -p $(KAOS_CACHE)/container
+	debootstrap --variant=minbase bookworm $(KAOS_CACHE)/container/root $(DEBIAN_MIRROR) >/dev/null
+	cd $(KAOS_CACHE)/container/root && rm -rf var/cache/apt/* var/lib/apt/lists/* usr/share/doc usr/share/man \
+		usr/share/locale usr/share/info
+	tar -C $(KAOS_CACHE)/container/root -cf $@.tmp . && mv $@.tmp $@ && rm -rf $(KAOS_CACHE)/container/root
+
+$(HELM):
+	$(GO_CACHE_ENV) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+$(SERVICEMONITOR_CRD):
+	mkdir -p $(dir $@)
+	dir=$$(cd /tmp && $(GO_CACHE_ENV) go mod download -json $(PROMETHEUS_OPERATOR) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+		cp "$$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" $@.tmp
+	mv $@.tmp $@
 
 $(PLAYWRIGHT):
 	mkdir -p $(NODE_PREFIX)
@@ -141,14 +187,35 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-# A local broker on $(KAFKA_PORT) and kaos on $(PORT_START) (admin API on $(ADMIN_ADDR)).
-# Ctrl-C stops both.
-run: $(TANSU) build
-	@$(TANSU) broker --listener-url tcp://127.0.0.1:$(KAFKA_PORT) --advertised-listener-url tcp://127.0.0.1:$(KAFKA_PORT) \
-		--storage-engine memory://tansu/ > $(KAOS_CACHE)/tansu-run.log 2>&1 & tansu=$$!; \
-	trap 'kill $$tansu 2>/dev/null' EXIT; \
-	echo "tansu on 127.0.0.1:$(KAFKA_PORT) (pid $$tansu, log $(KAOS_CACHE)/tansu-run.log)"; \
-	$(KAOS) --bootstrap-servers 127.0.0.1:$(KAFKA_PORT) --port-start $(PORT_START) --admin-addr $(ADMIN_ADDR) || true
+# A local broker on $(KAFKA_PORT) and kaos on $(PORT_START) (admin API on $(ADMIN_ADDR)), until
+# Ctrl-C stops both (demo/run.sh). The broker is a one-node Apache Kafka from the test jars where
+# `java` is present (RUN_BROKER=tansu forces tansu, built on first use: about 20 minutes).
+RUN_DEPS := $(if $(filter tansu,$(RUN_BROKER)),$(TANSU),$(if $(shell command -v java),$(KAFKA_STAMP),$(TANSU)))
+run: $(RUN_DEPS) build-kaos
+	@KAOS_CACHE=$(KAOS_CACHE) KAOS=$(KAOS) KAFKA_LIBS=$(KAFKA_LIBS) KAFKA_PORT=$(KAFKA_PORT) PORT_START=$(PORT_START) \
+		ADMIN=$(ADMIN_ADDR) demo/run.sh
+
+# A release tarball: the stripped binary, the seccomp profile and the README, with its SHA-256
+# sum beside it, in $(DIST_DIR). Its files carry the last commit's time, so the same commit gives
+# the same archive.
+dist: build-kaos
+	rm -rf $(DIST_DIR)/$(DIST_NAME) && mkdir -p $(DIST_DIR)/$(DIST_NAME)
+	strip -o $(DIST_DIR)/$(DIST_NAME)/kaos $(KAOS)
+	cp README.md deploy/seccomp/kaos-seccomp.json $(DIST_DIR)/$(DIST_NAME)/
+	tar -C $(DIST_DIR) --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$$(git log -1 --format=%ct) \
+		-cf - $(DIST_NAME) | gzip -n > $(DIST_DIR)/$(DIST_NAME).tar.gz
+	cd $(DIST_DIR) && sha256sum $(DIST_NAME).tar.gz > $(DIST_NAME).tar.gz.sha256
+	@echo "$(DIST_DIR)/$(DIST_NAME).tar.gz: $$(cut -d' ' -f1 $(DIST_DIR)/$(DIST_NAME).tar.gz.sha256)"
+
+# The container image, with Docker or podman (CONTAINER_ENGINE=...): `image` compiles kaos in the
+# Dockerfile's build stage (it pulls rust:1.95-bookworm and debian:bookworm-slim); `image-prebuilt`
+# puts this checkout's release binary in the runtime stage instead.
+image:
+	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+
+image-prebuilt: build-kaos
+	mkdir -p target/image && strip -o target/image/kaos $(KAOS)
+	$(CONTAINER_ENGINE) build --build-arg KAOS_BINARY=prebuilt --target runtime -t $(IMAGE) .
 
 # The seed's chaos walkthrough, step by step (demo/walkthrough.sh): the 3-node Apache Kafka
 # cluster, kaos in front of it and the Kafka console tools; where `java` is missing, a local tansu

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::logging::LogFormat;
+
 /// kaos: a thread-per-core Kafka chaos proxy.
 ///
 /// Clients bootstrap on `--port-start`; every upstream broker with node id N is reachable through
@@ -161,6 +163,17 @@ pub struct Config {
     /// accepts per-module filters (for example kaos=debug,glommio=warn).
     #[arg(long, env = "KAOS_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,
+
+    /// How log events are written to stderr: text (one readable line each) or json (one JSON
+    /// object per line, with timestamp, level, message, target, threadName and the event's
+    /// fields at the top level), for log pipelines.
+    #[arg(long, env = "KAOS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// For kaos's own tests of crash-only exit: the last shard panics this long after it
+    /// started, and the whole process must exit non-zero.
+    #[arg(long, env = "KAOS_TEST_PANIC_SHARD_AFTER", hide = true, value_parser = parse_duration)]
+    pub test_panic_shard_after: Option<Duration>,
 }
 
 impl Config {

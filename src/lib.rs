@@ -12,6 +12,7 @@
 //!   clients' login to kaos (`--client-users`, made by `kaos hash-password`).
 //! - `metrics`: the shards' single-writer counters and latency histograms.
 //! - `logging`: `tracing` output, with `log` records from glommio and tiny_http bridged in.
+//! - `startup`: why io_uring could not be set up, in one line that names the fix.
 
 pub mod chaos;
 pub mod cluster;
@@ -24,5 +25,6 @@ pub mod proxy;
 pub mod sasl;
 pub mod shard;
 pub mod shared;
+pub mod startup;
 pub mod tls;
 pub mod wire;

@@ -1,6 +1,8 @@
 //! Logging: `tracing` events with fields (`peer`, `upstream`, `shard`, `api`, ...), written to
 //! stderr by tracing-subscriber, one line each:
-//! `2026-11-27T04:39:30.123456Z  WARN shard-0 kaos::shard: closing client peer=... error=...`.
+//! `2026-11-27T04:39:30.123456Z  WARN shard-0 kaos::shard: closing client peer=... error=...`,
+//! or, with `--log-format json`, one JSON object each for log pipelines:
+//! `{"timestamp":"...","level":"WARN","message":"closing client","peer":"...","target":"kaos::shard","threadName":"shard-0"}`.
 //!
 //! The level comes from `--log-level`, or from `RUST_LOG` when it is set (full filter syntax, for
 //! example `kaos=debug,glommio=warn`). glommio and tiny_http log through the `log` crate; their
@@ -13,8 +15,17 @@ use std::time::{Duration, Instant};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
+/// How each log event is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line.
+    Text,
+    /// One JSON object per line, the event's fields at its top level.
+    Json,
+}
+
 /// Starts logging; call once, first thing.
-pub fn init(level: &str) {
+pub fn init(level: &str, format: LogFormat) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|directives| EnvFilter::try_new(directives).ok())
@@ -23,13 +34,18 @@ pub fn init(level: &str) {
     // The bridge drops `log` records above the level kaos logs at before they are formatted, so
     // glommio's own trace points cost nothing on the data path.
     let _ = tracing_log::LogTracer::init_with_filter(log_level(max));
-    let subscriber = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_thread_names(true)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .finish();
-    let _ = tracing::subscriber::set_global_default(subscriber);
+        .with_thread_names(true);
+    let _ = match format {
+        LogFormat::Text => tracing::subscriber::set_global_default(
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).finish(),
+        ),
+        LogFormat::Json => tracing::subscriber::set_global_default(
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).finish(),
+        ),
+    };
 }
 
 fn log_level(level: LevelFilter) -> log::LevelFilter {

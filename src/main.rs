@@ -5,11 +5,12 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use kaos::config::Config;
 use kaos::sasl::login::Credentials;
@@ -17,13 +18,14 @@ use kaos::sasl::scram::MIN_ITERATIONS;
 use kaos::sasl::users::{ClientUsers, hash_password_lines};
 use kaos::sasl::{Mechanism, UnknownMechanism};
 use kaos::shared::Shared;
+use kaos::startup::{self, Confinement, RingPlan};
 use kaos::tls::Tls;
 use kaos::{cluster, control, logging, shard};
 use tracing::{error, info, warn};
 
-/// glommio registers this much memory for file I/O per shard; kaos does none, and the
-/// locked-memory limit is often small (8 MiB), so keep it tiny.
-const IO_MEMORY: usize = 128 * 1024;
+/// No buffers registered for file I/O (the vendored glommio's meaning of 0): kaos does none, and
+/// the locked-memory limit they would count against is kept for the shards' rings.
+const IO_MEMORY: usize = 0;
 
 /// Points from the proxy's `--help` to the one subcommand, which `Config` does not know.
 const HASH_PASSWORD_HINT: &str =
@@ -37,7 +39,8 @@ fn main() -> ExitCode {
     }
     let matches = Config::command().after_help(HASH_PASSWORD_HINT).get_matches();
     let config = Arc::new(Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()));
-    logging::init(&config.log_level);
+    logging::init(&config.log_level, config.log_format);
+    exit_on_panic();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
@@ -95,6 +98,34 @@ fn hash_password(args: HashPassword) -> ExitCode {
     }
 }
 
+/// The exit status of a kaos that panicked (EX_SOFTWARE).
+const EXIT_PANICKED: i32 = 70;
+
+/// How long a shard may take to set up io_uring and bind the bootstrap port.
+const SHARD_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Crash-only: a panic on any thread (a shard, the control thread, the cluster watcher) would
+/// leave kaos half alive, its API answering while no shard serves. Instead it logs one line and
+/// the process exits at once, non-zero, so that its supervisor starts it afresh.
+fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|panic| {
+        let thread = std::thread::current();
+        let message = panic
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let at = panic.location().map(|at| at.to_string()).unwrap_or_default();
+        error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            at,
+            "kaos panicked: {message}; exiting (status {EXIT_PANICKED}) so that its supervisor restarts it"
+        );
+        std::process::exit(EXIT_PANICKED);
+    }));
+}
+
 /// SIGHUP: re-reads the certificate files TLS towards clients is made of. Open connections keep
 /// theirs; a file that no longer reads leaves the old certificate in use.
 fn reload_tls(shared: &Shared) {
@@ -109,10 +140,91 @@ fn reload_tls(shared: &Shared) {
     }
 }
 
+/// As many shards as asked for (one per core by default) with rings as deep as glommio's, unless
+/// the locked-memory limit holds fewer: then shallower rings, then fewer shards, said once.
+fn plan_rings(config: &Config) -> Result<RingPlan, String> {
+    startup::raise_memlock_limit();
+    let confinement = Confinement::read();
+    let wanted = config.shard_count();
+    let plan = startup::plan_rings(wanted, &confinement)?;
+    let limit = confinement.memlock_bytes.unwrap_or_default() / 1024;
+    if plan.shards < wanted {
+        warn!(
+            "the locked-memory limit of {limit} KiB holds the io_uring rings of {} shards, not {wanted}: running {}; \
+             raise it (docker/podman run --ulimit memlock=-1:-1; on Kubernetes LimitMEMLOCK=infinity in \
+             containerd's systemd unit) to use every core",
+            plan.shards, plan.shards
+        );
+    } else if plan.ring_depth < startup::RING_DEPTH {
+        info!(
+            ring_depth = plan.ring_depth,
+            "io_uring rings made smaller to fit the locked-memory limit of {limit} KiB"
+        );
+    }
+    Ok(plan)
+}
+
+/// Starts every shard and waits until each listens. A shard that cannot start (io_uring refused,
+/// the port taken) fails the whole start with one line that names the cause and the fix.
+fn start_shards(
+    config: &Arc<Config>,
+    shared: &Arc<Shared>,
+    rings: RingPlan,
+) -> Result<Vec<ExecutorJoinHandle<Result<(), String>>>, String> {
+    let mut starting = Vec::with_capacity(rings.shards);
+    for id in 0..rings.shards {
+        let (config, shared) = (config.clone(), shared.clone());
+        let (started, listening) = std::sync::mpsc::sync_channel::<()>(1);
+        let builder = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("shard-{id}"))
+            .io_memory(IO_MEMORY)
+            .ring_depth(rings.ring_depth)
+            .spin_before_park(Duration::from_micros(config.spin_us));
+        let handle = builder
+            .spawn(move || async move {
+                let started = move || {
+                    let _ = started.send(());
+                };
+                shard::run(id, config, shared, started).await.map_err(|why| why.to_string())
+            })
+            .map_err(|e| format!("cannot start shard {id}: {e}"))?;
+        starting.push((id, listening, handle));
+    }
+    let mut executors = Vec::with_capacity(starting.len());
+    let mut first_failure = None;
+    for (id, listening, handle) in starting {
+        match listening.recv_timeout(SHARD_START_TIMEOUT) {
+            Ok(()) => executors.push(handle),
+            // The shard's thread ended before it listened: its own error says why.
+            Err(RecvTimeoutError::Disconnected) => {
+                let why = match handle.join() {
+                    Ok(Err(listen)) => listen,
+                    Ok(Ok(())) => "it stopped before it listened".into(),
+                    Err(glommio) => startup::explain(&glommio.into(), &Confinement::read()),
+                };
+                first_failure.get_or_insert(format!("shard {id} cannot start: {why}"));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                first_failure
+                    .get_or_insert(format!("shard {id} did not start within {SHARD_START_TIMEOUT:?}"));
+            }
+        }
+    }
+    match first_failure {
+        None => Ok(executors),
+        Some(why) => {
+            // The shards that did start stop with the process; none serves yet.
+            shared.shutting_down.store(true, Ordering::Relaxed);
+            Err(why)
+        }
+    }
+}
+
 /// Errors reach here typed and leave as text: the edge of the program.
 fn run(config: Arc<Config>) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
-    let shards = config.shard_count();
+    let rings = plan_rings(&config)?;
+    let shards = rings.shards;
     let mut shared = Shared::new(shards);
     shared.tls = Tls::from_config(&config).map_err(|e| e.to_string())?;
     if let (Some(mechanism), Some(username)) =
@@ -142,32 +254,12 @@ fn run(config: Arc<Config>) -> Result<(), String> {
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| e.to_string())?;
 
+    // The shards first: the admin API (and its /health) comes up only once every shard serves,
+    // so a kaos that cannot run io_uring exits before anything reports it healthy.
+    let executors = start_shards(&config, &shared, rings)?;
     let control = control::spawn(&config, shared.clone()).map_err(|e| e.to_string())?;
     let watcher = cluster::spawn_watcher(config.bootstrap_servers.clone(), shared.clone())
         .map_err(|e| e.to_string())?;
-
-    let running = Arc::new(AtomicUsize::new(shards));
-    let failed = Arc::new(AtomicBool::new(false));
-    let mut executors = Vec::with_capacity(shards);
-    for id in 0..shards {
-        let (config, shared, running, failed) =
-            (config.clone(), shared.clone(), running.clone(), failed.clone());
-        let builder = LocalExecutorBuilder::new(Placement::Unbound)
-            .name(&format!("shard-{id}"))
-            .io_memory(IO_MEMORY)
-            .spin_before_park(Duration::from_micros(config.spin_us));
-        let handle = builder
-            .spawn(move || async move {
-                if let Err(why) = shard::run(id, config, shared.clone()).await {
-                    error!(shard = id, error = %why, "shard stopped");
-                    failed.store(true, Ordering::Relaxed);
-                    shared.shutting_down.store(true, Ordering::Relaxed);
-                }
-                running.fetch_sub(1, Ordering::Relaxed);
-            })
-            .map_err(|e| format!("cannot start shard {id}: {e}"))?;
-        executors.push(handle);
-    }
     info!(
         bootstrap = %config.bootstrap_servers.join(","),
         listen = %format!("{}:{}", config.bind_host, config.port_start),
@@ -191,9 +283,6 @@ fn run(config: Arc<Config>) -> Result<(), String> {
     }
     let _ = control.join();
     let _ = watcher.join();
-    if failed.load(Ordering::Relaxed) {
-        return Err("a shard failed; see above".into());
-    }
     info!("shutdown complete");
     Ok(())
 }

@@ -94,8 +94,14 @@ pub enum UpstreamError {
     Unreachable(Vec<(String, std::io::Error)>),
 }
 
-/// Runs one shard until shutdown has drained its connections.
-pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<(), ListenError> {
+/// Runs one shard until shutdown has drained its connections. `started` is called once the
+/// shard listens on the bootstrap port, so that kaos reports ready only with every shard serving.
+pub async fn run(
+    id: usize,
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    started: impl FnOnce(),
+) -> Result<(), ListenError> {
     let shard = Rc::new(Shard {
         id,
         metrics: shared.shard_metrics[id].clone(),
@@ -119,6 +125,16 @@ pub async fn run(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Result<
         source,
     })?;
     glommio::spawn_local(housekeeping(shard.clone())).detach();
+    started();
+    if let Some(after) = shard.config.test_panic_shard_after
+        && id + 1 == shard.shared.shard_metrics.len()
+    {
+        glommio::spawn_local(async move {
+            sleep(after).await;
+            panic!("shard {id} panics as --test-panic-shard-after asked");
+        })
+        .detach();
+    }
     shard.drain.wait_started(shard.drain.key()).await;
     shard.finish_drain().await;
     Ok(())
@@ -150,6 +166,7 @@ async fn housekeeping(shard: Rc<Shard>) {
             shard.learn_brokers(&seen);
         }
         shard.report_bursts();
+        shard.shared.liveness.beat(shard.id);
         ticks += 1;
         if ticks.is_multiple_of(PUBLISH_LATENCY_EVERY) {
             shard.latency.publish(&shard.metrics);

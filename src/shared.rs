@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -39,6 +39,42 @@ pub struct Shared {
     pub client_users: Option<ClientUsers>,
     /// Where the shards hand the faults they inject to the control thread's event log.
     pub events: EventSink,
+    /// When each shard last ran its housekeeping, for `/health`.
+    pub liveness: Liveness,
+}
+
+/// Each shard's housekeeping beats every 100 ms; one that has not beaten for seconds is stalled
+/// (a lost wake-up, a task that never yields), and `/health` says so instead of "ok".
+#[derive(Debug)]
+pub struct Liveness {
+    epoch: Instant,
+    /// Milliseconds since `epoch` of each shard's last beat; `u64::MAX` before its first.
+    beats: Vec<AtomicU64>,
+}
+
+impl Liveness {
+    fn new(shards: usize) -> Liveness {
+        Liveness { epoch: Instant::now(), beats: (0..shards).map(|_| AtomicU64::new(u64::MAX)).collect() }
+    }
+
+    pub fn beat(&self, shard: usize) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.beats[shard].store(now, Ordering::Relaxed);
+    }
+
+    /// The shard that has gone longest without a beat, if that is longer than `limit`.
+    pub fn stalled(&self, limit: Duration) -> Option<(usize, Duration)> {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.beats
+            .iter()
+            .enumerate()
+            .filter_map(|(shard, beat)| match beat.load(Ordering::Relaxed) {
+                u64::MAX => None,
+                last => Some((shard, Duration::from_millis(now.saturating_sub(last)))),
+            })
+            .max_by_key(|&(_, silent)| silent)
+            .filter(|&(_, silent)| silent > limit)
+    }
 }
 
 impl Shared {
@@ -56,6 +92,7 @@ impl Shared {
             upstream_login_failure: ArcSwapOption::empty(),
             client_users: None,
             events: EventSink::default(),
+            liveness: Liveness::new(shards),
         }
     }
 
@@ -74,5 +111,24 @@ impl Shared {
             }
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_that_stops_beating_is_stalled() {
+        let liveness = Liveness::new(2);
+        assert_eq!(liveness.stalled(Duration::ZERO), None, "no shard has started");
+        liveness.beat(0);
+        liveness.beat(1);
+        assert_eq!(liveness.stalled(Duration::from_secs(1)), None);
+        std::thread::sleep(Duration::from_millis(30));
+        liveness.beat(0);
+        let (shard, silent) = liveness.stalled(Duration::from_millis(20)).expect("shard 1 is silent");
+        assert_eq!(shard, 1);
+        assert!(silent >= Duration::from_millis(30), "{silent:?}");
     }
 }

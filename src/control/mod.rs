@@ -253,6 +253,10 @@ fn answer(request: Request, status: u16, content_type: &str, text: String) {
 const OPEN_PATHS: [&str; 5] = ["/health", "/ready", "/", "/console.js", "/console.css"];
 
 const JSON: &str = "application/json";
+/// A shard whose 100 ms housekeeping has not run for this long is reported by `/health`, so a
+/// liveness probe restarts a kaos with a stalled shard. Long enough that a busy 2-core machine
+/// never trips it.
+const STALLED_SHARD: Duration = Duration::from_secs(10);
 
 /// Every route the admin server answers, as (method, path template). The OpenAPI document lists
 /// exactly these; a test keeps the two in step.
@@ -304,7 +308,14 @@ fn route(
         (Method::Get, "/") => (200, "text/html; charset=utf-8", CONSOLE_HTML.into()),
         (Method::Get, "/console.js") => (200, "text/javascript; charset=utf-8", CONSOLE_JS.into()),
         (Method::Get, "/console.css") => (200, "text/css; charset=utf-8", CONSOLE_CSS.into()),
-        (Method::Get, "/health") => (200, JSON, r#"{"status":"ok"}"#.into()),
+        (Method::Get, "/health") => match shared.liveness.stalled(STALLED_SHARD) {
+            // A draining shard stops its housekeeping on purpose.
+            Some((shard, silent)) if !shared.shutting_down.load(Ordering::Relaxed) => {
+                let reason = format!("shard {shard} has not run for {:.1} s", silent.as_secs_f64());
+                (503, JSON, json!({ "status": "stalled", "reason": reason }).to_string())
+            }
+            _ => (200, JSON, r#"{"status":"ok"}"#.into()),
+        },
         (Method::Get, "/ready") => match shared.upstream_login_failure.load_full() {
             Some(why) => (503, JSON, json!({ "ready": false, "reason": why.as_str() }).to_string()),
             None if let Some(why) = store.not_ready() => {

@@ -2,7 +2,7 @@
 """A real Apache Kafka cluster on loopback for the tests: N nodes in KRaft combined mode (each
 node is broker and controller), one JVM per node, started from the jars `make kafka` fetched.
 
-    cluster.py start --dir DIR [--nodes 3] [--libs LIBS] [--tls-dir T | --no-tls]
+    cluster.py start --dir DIR [--nodes 3] [--libs LIBS] [--tls-dir T | --no-tls] [--client-port P]
                                                            # formats, starts, waits, writes DIR/cluster.json
     cluster.py stop --dir DIR                              # every node: SIGTERM, then SIGKILL after a bound
     cluster.py stop-node --dir DIR --id N                  # one node (its data stays)
@@ -622,7 +622,7 @@ class Cluster:
     # -- creating --
 
     @classmethod
-    def create(cls, directory, nodes, libs, tls=True, tls_dir=None):
+    def create(cls, directory, nodes, libs, tls=True, tls_dir=None, client_port=None):
         directory = os.path.abspath(directory)
         libs = os.path.abspath(libs)
         if not os.path.isdir(libs) or not any(name.startswith("kafka_") for name in os.listdir(libs)):
@@ -634,7 +634,8 @@ class Cluster:
         sasl = sasl_setup(directory, tls_files)
         names = ["port", "internal_port", "controller_port", "sasl_port",
                  *(["tls_port", "sasl_tls_port"] if tls else [])]
-        ports = iter(pick_ports(len(names) * nodes))
+        picked = [port for port in pick_ports(len(names) * nodes + 1) if port != client_port]
+        ports = iter(picked)
         infos = []
         for i in range(nodes):
             node_id = i + 1
@@ -642,6 +643,7 @@ class Cluster:
             infos.append({
                 "id": node_id,
                 **{name: next(ports) for name in names},
+                **({"port": client_port} if client_port and nodes == 1 else {}),
                 "pid": None,
                 "dir": node_dir,
                 "config": os.path.join(node_dir, "server.properties"),
@@ -1023,6 +1025,7 @@ def main(argv):
     start.add_argument("--nodes", type=int, default=3)
     start.add_argument("--libs", help="the jars (default: $KAOS_CACHE/kafka-$KAFKA_VERSION/libs)")
     start.add_argument("--timeout", type=float, default=180)
+    start.add_argument("--client-port", type=int, help="the CLIENT listener's port (with --nodes 1; default: a free one)")
     tls = start.add_mutually_exclusive_group()
     tls.add_argument("--tls-dir", help="ca.pem, server.pem and server.key (PKCS#8) for the TLS listeners "
                                        "(default: made with openssl into DIR/tls)")
@@ -1052,8 +1055,10 @@ def main(argv):
     try:
         if options.command == "start":
             begin = time.monotonic()
+            if options.client_port and options.nodes != 1:
+                raise ClusterError("--client-port needs --nodes 1")
             cluster = Cluster.create(options.dir, options.nodes, options.libs or default_libs(),
-                                     tls=not options.no_tls, tls_dir=options.tls_dir)
+                                     tls=not options.no_tls, tls_dir=options.tls_dir, client_port=options.client_port)
             cluster.format()
             formatted = time.monotonic() - begin
             cluster.start(options.timeout)

@@ -1,6 +1,7 @@
 """What can be checked of the container setup without a Docker engine: the compose file's
 services, ports and settings, and the Dockerfiles' lint and shape."""
 
+import json
 import pathlib
 import re
 import shutil
@@ -44,10 +45,37 @@ def test_compose_publishes_kaos_ports_for_every_broker_and_the_api():
     assert environment["KAOS_ADMIN_ADDR"].endswith(":8888")
 
 
-def test_compose_lets_glommio_run():
+def test_compose_lets_glommio_run_under_the_shipped_seccomp_profile():
     kaos = compose()["services"]["kaos"]
-    assert kaos["ulimits"]["memlock"] == {"soft": -1, "hard": -1}, "io_uring needs locked memory"
-    assert "seccomp=unconfined" in kaos["security_opt"], "Docker's default seccomp profile blocks io_uring"
+    assert kaos["ulimits"]["memlock"] == {"soft": -1, "hard": -1}, "io_uring needs locked memory before Linux 5.12"
+    profile = [opt.split("=", 1)[1] for opt in kaos["security_opt"] if opt.startswith("seccomp=")]
+    assert profile == ["./deploy/seccomp/kaos-seccomp.json"], "not seccomp=unconfined: the shipped profile"
+    assert (ROOT / profile[0]).is_file()
+
+
+def test_the_seccomp_profile_is_a_default_profile_plus_io_uring():
+    profile = json.loads((ROOT / "deploy/seccomp/kaos-seccomp.json").read_text())
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO", "everything not listed stays refused"
+    allowed = [rule for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW"]
+    io_uring = [rule for rule in allowed if any(name.startswith("io_uring") for name in rule["names"])]
+    assert [sorted(rule["names"]) for rule in io_uring] == [["io_uring_enter", "io_uring_register", "io_uring_setup"]]
+    assert "args" not in io_uring[0] and "includes" not in io_uring[0], "unconditional"
+    names = {name for rule in allowed for name in rule["names"]}
+    assert {"read", "write", "epoll_wait", "mmap", "clone"} <= names, "a whole default profile, not a stub"
+    assert "mount" not in {name for rule in allowed if "includes" not in rule for name in rule["names"]}
+    # The file is what deploy/seccomp/generate.py makes of itself: regenerating changes nothing.
+    regenerated = subprocess.run([sys.executable, str(ROOT / "deploy/seccomp/generate.py"),
+                                  str(ROOT / "deploy/seccomp/kaos-seccomp.json")], capture_output=True, text=True)
+    assert json.loads(regenerated.stdout) == profile
+
+
+def test_the_docker_context_keeps_build_output_out_and_the_workspace_in():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".git" in ignored and "**/target" in ignored
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^COPY \. \.$", dockerfile, re.M), "the build stage copies the whole workspace"
+    for member in ("testkit", "loadtest", "vendor", "src", "benches"):
+        assert member not in ignored
 
 
 def test_compose_has_a_client_with_console_tools_and_curl():

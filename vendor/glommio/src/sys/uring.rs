@@ -4,13 +4,12 @@
 // This product includes software developed at Datadog (https://www.datadoghq.com/). Copyright 2020 Datadog, Inc.
 //
 use alloc::alloc::Layout;
-use log::warn;
+use log::{debug, warn};
 use nix::{
     fcntl::{FallocateFlags, OFlag},
     poll::PollFlags,
     sys::socket::{SockaddrLike, SockaddrStorage},
 };
-use rlimit::Resource;
 use std::{
     cell::{Cell, Ref, RefCell, RefMut},
     collections::VecDeque,
@@ -41,7 +40,7 @@ use crate::{
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
-    GlommioError, IoRequirements, IoStats, ReactorErrorKind, RingIoStats, TaskQueueHandle,
+    IoRequirements, IoStats, RingIoStats, TaskQueueHandle,
 };
 use ahash::AHashMap;
 use buddy_alloc::buddy_alloc::{BuddyAlloc, BuddyAllocParam};
@@ -200,14 +199,14 @@ impl Drop for UringBuffer {
     }
 }
 
+// kaos patch: a kernel or a seccomp filter that refuses io_uring, or one too old for the
+// operations below, is an error `SleepableRing::new` returns (and so `LocalExecutorBuilder::make`
+// and `spawn`'s thread), not a panic or a `process::exit` inside a library.
 fn check_supported_operations(ops: &[uring_sys::IoRingOp]) -> bool {
     unsafe {
         let probe = uring_sys::io_uring_get_probe();
         if probe.is_null() {
-            panic!(
-                "Failed to register a probe. The most likely reason is that your kernel witnessed \
-                 Romulus killing Remus (too old!! kernel should be at least 5.8)"
-            );
+            return false;
         }
 
         let mut ret = true;
@@ -216,17 +215,10 @@ fn check_supported_operations(ops: &[uring_sys::IoRingOp]) -> bool {
             let sup = uring_sys::io_uring_opcode_supported(probe, opint) > 0;
             ret &= sup;
             if !sup {
-                println!(
-                    "Yo kernel is so old it was with Hannibal when he crossed the Alps! Missing \
-                     {op:?}"
-                );
+                debug!("io_uring lacks the operation {op:?}");
             }
         }
         uring_sys::io_uring_free_probe(probe);
-        if !ret {
-            eprintln!("Your kernel is older than Caesar. Bye");
-            std::process::exit(1);
-        }
         ret
     }
 }
@@ -902,9 +894,18 @@ impl SleepableRing {
         allocator: Rc<UringBufferAllocator>,
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
-        assert!(*IO_URING_RECENT_ENOUGH);
+        // kaos patch: the ring first, so that a refused `io_uring_setup` reports its own errno
+        // (EPERM or ENOSYS from a seccomp filter, ENOMEM from a small locked-memory limit on
+        // an old kernel); then the operations glommio needs, as an error rather than an assert.
+        let ring = iou::IoUring::new(size as _)?;
+        if !*IO_URING_RECENT_ENOUGH {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this kernel's io_uring lacks operations glommio needs (Linux 5.8 or newer has them)",
+            ));
+        }
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1290,16 +1291,16 @@ impl Reactor {
         ring_depth: usize,
         blocking_thread: BlockingThreadPool,
     ) -> crate::Result<Reactor, ()> {
-        const MIN_MEMLOCK_LIMIT: u64 = 512 * 1024;
-        let (memlock_limit, _) = Resource::MEMLOCK.get()?;
-        if memlock_limit < MIN_MEMLOCK_LIMIT {
-            return Err(GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(
-                memlock_limit,
-                MIN_MEMLOCK_LIMIT,
-            )));
-        }
+        // kaos patch: no up-front locked-memory check (upstream refused to start below 512 KiB of
+        // RLIMIT_MEMLOCK). Three rings of 64 entries take 24 KiB, so an executor runs under the
+        // 64 KiB that many Docker and containerd hosts give a container; where the rings do not
+        // fit, `io_uring_setup` fails with ENOMEM, which reaches the caller as an error.
 
         let source_map = Rc::new(RefCell::new(SourceMap::default()));
+        // kaos patch: an io_memory of 0 registers no buffers with the rings. Registered buffers
+        // serve file I/O only, and count against RLIMIT_MEMLOCK three times (once per ring),
+        // which a proxy that does no file I/O needs for its rings instead.
+        let register_buffers = io_memory > 0;
         // always have at least some small amount of memory for the slab
         io_memory = std::cmp::max(align_up(io_memory, 4096), 65536);
 
@@ -1312,26 +1313,28 @@ impl Reactor {
         let mut latency_ring =
             SleepableRing::new(ring_depth, "latency", allocator.clone(), source_map.clone())?;
 
-        match main_ring.registrar().register_buffers_by_ref(&registry) {
-            Err(x) => warn!("Error: registering buffers in the main ring. Skipping{x:#?}"),
-            Ok(_) => match poll_ring.registrar().register_buffers_by_ref(&registry) {
-                Err(x) => {
-                    warn!("Error: registering buffers in the poll ring. Skipping{x:#?}");
-                    main_ring.registrar().unregister_buffers().unwrap();
-                }
-                Ok(_) => {
-                    match latency_ring.registrar().register_buffers_by_ref(&registry) {
-                        Err(x) => {
-                            warn!("Error: registering buffers in the poll ring. Skipping{x:#?}");
-                            poll_ring.registrar().unregister_buffers().unwrap();
-                            main_ring.registrar().unregister_buffers().unwrap();
-                        }
-                        Ok(_) => {
-                            allocator.activate_registered_buffers(0);
-                        }
-                    };
-                }
-            },
+        if register_buffers {
+            match main_ring.registrar().register_buffers_by_ref(&registry) {
+                Err(x) => warn!("Error: registering buffers in the main ring. Skipping{x:#?}"),
+                Ok(_) => match poll_ring.registrar().register_buffers_by_ref(&registry) {
+                    Err(x) => {
+                        warn!("Error: registering buffers in the poll ring. Skipping{x:#?}");
+                        main_ring.registrar().unregister_buffers().unwrap();
+                    }
+                    Ok(_) => {
+                        match latency_ring.registrar().register_buffers_by_ref(&registry) {
+                            Err(x) => {
+                                warn!("Error: registering buffers in the poll ring. Skipping{x:#?}");
+                                poll_ring.registrar().unregister_buffers().unwrap();
+                                main_ring.registrar().unregister_buffers().unwrap();
+                            }
+                            Ok(_) => {
+                                allocator.activate_registered_buffers(0);
+                            }
+                        };
+                    }
+                },
+            }
         }
 
         let link_fd = latency_ring.ring_fd();
