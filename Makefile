@@ -59,9 +59,11 @@ ADMIN_ADDR ?= 127.0.0.1:8888
 build:
 	$(CARGO) build --release --workspace --bins
 
-# The proxy alone, without the load tool and librdkafka: all `make run` needs.
+# The proxy alone, without the load tool and librdkafka: all `make run` needs. `--workspace`
+# resolves features as `make build` does, so the two share every compiled crate instead of
+# rebuilding kaos each time one follows the other.
 build-kaos:
-	$(CARGO) build --release --bin kaos
+	$(CARGO) build --release --workspace --bin kaos
 
 deps: $(TANSU) $(RDKAFKA_PERFORMANCE) $(VENV_STAMP) $(CLIENT_STAMP) $(PLAYWRIGHT) $(CHROMIUM) $(KAFKA_STAMP) $(STUNNEL) \
 	$(PODMAN) $(CONTAINER_BASE) $(HELM) $(SERVICEMONITOR_CRD)

@@ -53,6 +53,11 @@ case "$RUN_BROKER" in
     *) echo "RUN_BROKER must be kafka or tansu"; exit 1 ;;
 esac
 
+# On a terminal, kaos runs as its foreground job (job control), so that Ctrl-C reaches kaos alone:
+# kaos drains and exits 0, this script stops the broker, and make, which never saw the signal,
+# exits 0 too (a make interrupted by Ctrl-C exits 130, whatever its recipe does).
+interactive=
+if [ -t 0 ] && [ -t 1 ]; then interactive=1; set -m; fi
 "$KAOS" --bootstrap-servers "127.0.0.1:$KAFKA_PORT" --port-start "$PORT_START" --admin-addr "$ADMIN" &
 kaos_pid=$!
 for _ in $(seq 200); do
@@ -70,4 +75,12 @@ cat <<INFO
   Ctrl-C stops kaos and the broker.
 
 INFO
-wait "$kaos_pid"
+status=0
+if [ -n "$interactive" ]; then
+    fg %% >/dev/null || status=$?
+else
+    wait "$kaos_pid" || status=$?
+fi
+kaos_pid=
+echo "kaos stopped; stopping the broker"
+exit "$status"
