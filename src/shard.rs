@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use glommio::timer::{sleep, timeout};
 
 use crate::chaos::network::LinkFault;
 use crate::chaos::{Effect, Rule};
+use crate::cluster::dial;
 use crate::config::Config;
 use crate::events::{Event, Origin};
 use crate::logging::Burst;
@@ -36,6 +38,8 @@ use tracing::{debug, error, info, warn};
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
 const PUBLISH_LATENCY_EVERY: u32 = 10;
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a broker address that refused a connection is tried after the others.
+const DIAL_BACKOFF: Duration = Duration::from_secs(5);
 /// A peer that has not finished its TLS handshake by then is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A broker that has not accepted kaos's SASL login by then is taken as refusing it.
@@ -67,6 +71,8 @@ pub struct Shard {
     listening: RefCell<BTreeMap<i32, u16>>,
     topology_generation: Cell<u64>,
     next_bootstrap: Cell<usize>,
+    /// When a broker address last refused this shard: tried after the others for a while.
+    recently_refused: RefCell<HashMap<String, Instant>>,
     /// Failures that come in floods (out of file descriptors, a broker down), logged once a burst.
     accept_failures: RefCell<Burst>,
     upstream_failures: RefCell<Burst>,
@@ -115,6 +121,7 @@ pub async fn run(
         listening: RefCell::default(),
         topology_generation: Cell::new(u64::MAX),
         next_bootstrap: Cell::new(0),
+        recently_refused: RefCell::default(),
         accept_failures: RefCell::new(Burst::new(BURST_WINDOW)),
         handshake_failures: RefCell::new(Burst::new(BURST_WINDOW)),
         upstream_failures: RefCell::new(Burst::new(BURST_WINDOW)),
@@ -303,36 +310,36 @@ impl Shard {
                 let known = self.brokers.borrow().get(&node_id).cloned();
                 vec![known.ok_or(UpstreamError::UnknownBroker(node_id))?]
             }
+            // Any live broker will do: the bootstrap servers first, then the brokers learned,
+            // those that failed recently (here, or for the cluster watcher) last.
             Target::Bootstrap => {
-                let servers = &self.config.bootstrap_servers;
                 let first = self.next_bootstrap.get();
                 self.next_bootstrap.set(first.wrapping_add(1));
-                (0..servers.len()).map(|i| servers[(first + i) % servers.len()].clone()).collect()
+                let topology = self.shared.topology.load();
+                let now = Instant::now();
+                let refused = self.recently_refused.borrow();
+                let is_down = |server: &str| {
+                    topology.is_unreachable(server)
+                        || refused.get(server).is_some_and(|at| now.duration_since(*at) < DIAL_BACKOFF)
+                };
+                dial::any_broker(&self.config.bootstrap_servers, first, &self.brokers.borrow(), is_down)
             }
         };
         let mut failures = Vec::new();
         for address in candidates {
-            let resolved =
-                std::net::ToSocketAddrs::to_socket_addrs(address.as_str()).and_then(|mut addrs| {
-                    addrs
-                        .next()
-                        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
-                });
-            let attempt = match resolved {
-                Ok(socket_addr) => TcpStream::connect_timeout(socket_addr, UPSTREAM_CONNECT_TIMEOUT)
-                    .await
-                    .map_err(std::io::Error::from),
-                Err(e) => Err(e),
-            };
-            match attempt {
+            match connect_any_address(&address).await {
+                Err(e) => {
+                    self.recently_refused.borrow_mut().insert(address.clone(), Instant::now());
+                    failures.push((address, e));
+                }
                 Ok(stream) => {
+                    self.recently_refused.borrow_mut().remove(&address);
                     let node = match target {
                         Target::Broker(node_id) => Some(node_id),
                         Target::Bootstrap => self.node_at(&address),
                     };
                     return Ok((stream, node, address));
                 }
-                Err(e) => failures.push((address, e)),
             }
         }
         Err(UpstreamError::Unreachable(failures))
@@ -346,6 +353,26 @@ impl Shard {
             warn!(connections = open, "shutdown timeout: closing connections with requests in flight");
         }
     }
+}
+
+/// Connects to the first address `server` (`host:port`) resolves to now that accepts. A name is
+/// looked up on glommio's blocking thread, never on the shard's reactor.
+async fn connect_any_address(server: &str) -> std::io::Result<TcpStream> {
+    let addresses = match server.parse::<SocketAddr>() {
+        Ok(address) => vec![address],
+        Err(_) => {
+            let name = server.to_owned();
+            glommio::executor().spawn_blocking(move || dial::resolve(&name)).await?
+        }
+    };
+    let mut refused = None;
+    for address in addresses {
+        match TcpStream::connect_timeout(address, UPSTREAM_CONNECT_TIMEOUT).await {
+            Ok(stream) => return Ok(stream),
+            Err(why) => refused = Some(std::io::Error::from(why)),
+        }
+    }
+    Err(refused.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))
 }
 
 async fn serve(shard: Rc<Shard>, client: TcpStream, target: Target) {

@@ -967,3 +967,150 @@ fn brief(summary: &serde_json::Value) -> String {
         summary["produced"], summary["consumed"], summary["produced"]["errors"]
     )
 }
+
+/// A fresh client's first Metadata through kaos: how long it took, and the brokers it was told.
+fn bootstrap_once(kaos: &Kaos) -> Result<(Duration, Vec<i32>), KafkaError> {
+    let started = Instant::now();
+    let client: BaseConsumer = config(&kaos.bootstrap(), &[]).create()?;
+    let metadata = client.fetch_metadata(None, Duration::from_secs(15))?;
+    let mut brokers: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+    brokers.sort();
+    Ok((started.elapsed(), brokers))
+}
+
+/// (issue 27) kaos started with one bootstrap address, node 1's, as many people write it. Every
+/// node is stopped and started again in turn, as in a rolling restart, under an idempotent
+/// producer and a consumer group through kaos: nothing lost, nothing twice, and while each node
+/// is down a brand-new client bootstraps through kaos within seconds (through the brokers kaos
+/// learned when the one it was given is the one down), and `/ready` stays true.
+#[test]
+fn a_rolling_restart_never_cuts_new_clients_off() {
+    let cluster = KafkaCluster::shared();
+    let kaos = Kaos::start(&cluster.address(1), &["--shards", "2"]);
+    let topic = cluster.unique_topic("rolling");
+    cluster.create_topic(&topic, 3, 3);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer: Arc<BaseProducer<Observed>> = Arc::new(
+        config(&kaos.bootstrap(), &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "5")])
+            .create_with_context(Observed::default())
+            .unwrap(),
+    );
+    let producing = {
+        let (stop, topic, producer) = (stop.clone(), topic.clone(), producer.clone());
+        thread::spawn(move || {
+            let mut sent = 0u64;
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let value = format!("r-{sent}");
+                let mut record = BaseRecord::to(&topic).key(&value).payload(&value);
+                while let Err((_, unsent)) = producer.send(record) {
+                    producer.poll(Duration::from_millis(10));
+                    record = unsent;
+                }
+                sent += 1;
+                producer.poll(Duration::ZERO);
+                thread::sleep(Duration::from_millis(3));
+            }
+            producer.flush(Duration::from_secs(60)).expect("flush");
+            sent
+        })
+    };
+    let delivered = || producer.context().ok.load(Ordering::Relaxed);
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let consuming = {
+        let (target, topic, bootstrap) = (target.clone(), topic.clone(), kaos.bootstrap());
+        let group = cluster.unique_topic("rolling-group");
+        thread::spawn(move || {
+            let consumer = consumer(&bootstrap, &group, &[("auto.commit.interval.ms", "200")]);
+            consumer.subscribe(&[&topic]).unwrap();
+            let mut at: BTreeMap<(i32, i64), String> = BTreeMap::new();
+            let deadline = Instant::now() + Duration::from_secs(360);
+            while (at.len() as u64) < target.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                        if let Some(earlier) = at.insert((m.partition(), m.offset()), value.clone()) {
+                            assert_eq!(earlier, value, "offset {}/{} changed", m.partition(), m.offset());
+                        }
+                    }
+                    // A stopped node's connections drop: librdkafka says so and goes on.
+                    Some(Err(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+                    ))) => {}
+                    Some(Err(e)) => panic!("consumer error: {e}"),
+                    None => {}
+                }
+            }
+            at.into_values().collect::<Vec<String>>()
+        })
+    };
+    wait_until("the producer to get going", Duration::from_secs(30), || delivered() >= 200);
+
+    let mut timings = Vec::new();
+    for node in cluster.node_ids() {
+        let stopped = cluster.stop_node(node);
+        let down_since = Instant::now();
+        let (took, brokers) = bootstrap_once(&kaos).unwrap_or_else(|e| {
+            panic!("a new client could not bootstrap through kaos with node {node} down: {e}\n{}", kaos.log())
+        });
+        assert!(took < Duration::from_secs(5), "bootstrap with node {node} down took {took:?}");
+        assert!(!brokers.contains(&node) && !brokers.is_empty(), "node {node} down, brokers {brokers:?}");
+        wait_until("kaos ready with a node down", Duration::from_secs(5), || kaos.get("/ready").0 == 200);
+        let before = delivered();
+        wait_until("deliveries while the node is down", Duration::from_secs(30), || {
+            delivered() > before + 100
+        });
+        timings.push((node, took, down_since.elapsed()));
+        stopped.start();
+    }
+    let (took, brokers) = bootstrap_once(&kaos).expect("bootstrap with every node back");
+    assert_eq!(brokers, cluster.node_ids(), "every node listed again ({took:?})");
+
+    stop.store(true, Ordering::Relaxed);
+    let sent = producing.join().expect("the producer thread");
+    let deliveries = producer.context();
+    assert_eq!(deliveries.failed.load(Ordering::Relaxed), 0, "{:?}", deliveries.errors.lock().unwrap());
+    assert_eq!(deliveries.ok.load(Ordering::Relaxed), sent, "every record acknowledged");
+    target.store(sent, Ordering::Relaxed);
+    let logged = consuming.join().expect("the consumer thread");
+    assert_exactly(&logged, "r", sent as usize);
+    let log = kaos.log();
+    let cut_off: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("upstream unreachable") && line.contains("target=Bootstrap"))
+        .collect();
+    assert!(
+        cut_off.is_empty(),
+        "no client of the bootstrap port was closed for want of a broker: {cut_off:?}"
+    );
+    eprintln!(
+        "rolling restart: {sent} records exactly once; a new client's bootstrap through kaos with each node \
+         down (node, bootstrap, node down for): {timings:?}"
+    );
+}
+
+/// (issue 27) A bootstrap host name that resolves to several addresses, the first of them dead
+/// (no broker listens on ::1): kaos tries every address the name resolves to, as Kafka's clients
+/// do with `client.dns.lookup=use_all_dns_ips`. The name lives in a hosts file of kaos's own
+/// mount namespace.
+#[test]
+fn a_bootstrap_name_is_tried_at_every_address_it_resolves_to() {
+    let cluster = KafkaCluster::shared();
+    let name = "kafka-multi.kaos.test";
+    let hosts = common::temp_file("hosts", &format!("::1 {name}\n127.0.0.1 {name}\n"));
+    let resolved = Command::new("unshare")
+        .args(["--mount", "sh", "-c", "mount --bind \"$0\" /etc/hosts && getent ahosts \"$1\""])
+        .args([hosts.to_str().unwrap(), name])
+        .output()
+        .expect("unshare");
+    let order = String::from_utf8_lossy(&resolved.stdout);
+    assert!(
+        order.starts_with("::1 "),
+        "the test needs {name} to resolve to ::1 first (IPv6 on lo): {order}{}",
+        String::from_utf8_lossy(&resolved.stderr)
+    );
+    let kaos = Kaos::start_with_hosts(&hosts, &format!("{name}:{}", cluster.port(1)), &["--shards", "2"]);
+    let (took, brokers) = bootstrap_once(&kaos).unwrap_or_else(|e| panic!("{e}\n{}", kaos.log()));
+    assert_eq!(brokers, cluster.node_ids(), "bootstrapped through {name} in {took:?}");
+}

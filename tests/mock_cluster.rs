@@ -6,12 +6,12 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Kaos, consume, produce, producer};
+use common::{Kaos, assert_exactly, consume, produce, producer, wait_until};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
+use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::Producer;
 
 #[test]
@@ -56,4 +56,43 @@ fn clients_reach_every_mock_broker_through_kaos_while_leaders_move() {
         "the malformed ApiVersions is noted once per broker, not per connection: {said} lines\n{log}"
     );
     assert!(!log.contains("closing client: the broker sent"), "no connection was closed over it:\n{log}");
+}
+
+/// (issue 27) kaos given only the mock's first broker. That broker goes down (its listener
+/// closes; the mock leaves leaders and coordinators where they are, so they move first): a
+/// brand-new consumer group still bootstraps through kaos, through the brokers kaos learned, and
+/// reads every record within seconds.
+#[test]
+fn a_new_group_reads_through_kaos_while_its_bootstrap_broker_is_down() {
+    let mock = MockCluster::new(3).expect("a mock cluster");
+    mock.create_topic("survivors", 3, 3).expect("topic");
+    let first = mock.bootstrap_servers().split(',').next().unwrap().to_owned();
+    let direct: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &first).create().unwrap();
+    let metadata = direct.fetch_metadata(None, Duration::from_secs(10)).expect("metadata from the mock");
+    let down = metadata
+        .brokers()
+        .iter()
+        .find(|b| format!("{}:{}", b.host(), b.port()) == first)
+        .expect("the first bootstrap address is a broker")
+        .id();
+    let other = if down == 1 { 2 } else { 1 };
+    let kaos = Kaos::start(&first, &["--shards", "2"]);
+    for partition in 0..3 {
+        mock.partition_leader("survivors", partition, Some(other)).expect("leader moves");
+    }
+    mock.coordinator(MockCoordinator::Group("survivors-readers".into()), other).expect("coordinator moves");
+    let producer = producer(&kaos.bootstrap(), &[("acks", "all")]);
+    produce(&producer, "survivors", "s", 100);
+    assert_eq!(producer.context().failed.load(Ordering::Relaxed), 0, "{:?}", producer.context().errors);
+
+    mock.broker_down(down).expect("broker down");
+    wait_until("kaos ready without its bootstrap broker", Duration::from_secs(10), || {
+        kaos.get("/ready").0 == 200
+    });
+    let started = Instant::now();
+    let values = consume(&kaos.bootstrap(), "survivors", "survivors-readers", 100);
+    let took = started.elapsed();
+    assert_exactly(&values, "s", 100);
+    assert!(took < Duration::from_secs(15), "a new group read through kaos in {took:?}");
+    eprintln!("broker {down} (kaos's only bootstrap address) down: a new group read 100 records in {took:?}");
 }

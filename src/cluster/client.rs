@@ -3,7 +3,7 @@
 //! then request after request. The shards never use it: their broker connections are async.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rustls::ClientConfig;
 
+use super::dial;
 use crate::sasl::login::{Credentials, LoginError, login_blocking};
 use crate::wire::CodecError;
 use crate::wire::codec::{decode_response, encode_frame};
@@ -82,9 +83,10 @@ pub struct BrokerClient {
 }
 
 impl BrokerClient {
-    /// Connects to `server` and logs in as kaos, or, without credentials, asks ApiVersions
-    /// (which every broker answers before a login) so that a broker that then closes the
-    /// connection is known to want one. `timeout` bounds the connect and every read and write.
+    /// Connects to `server` (at the first of the addresses its name resolves to now that
+    /// accepts) and logs in as kaos, or, without credentials, asks ApiVersions (which every
+    /// broker answers before a login) so that a broker that then closes the connection is known
+    /// to want one. `timeout` bounds each connect and every read and write.
     pub fn connect(
         server: &str,
         upstream: Upstream,
@@ -92,12 +94,22 @@ impl BrokerClient {
         timeout: Duration,
     ) -> Result<BrokerClient, UpstreamError> {
         let io = |source| UpstreamError::Io { server: server.to_owned(), source };
-        let address = server
-            .to_socket_addrs()
-            .map_err(io)?
-            .next()
-            .ok_or(UpstreamError::NoAddress { server: server.to_owned() })?;
-        let tcp = TcpStream::connect_timeout(&address, timeout).map_err(io)?;
+        let mut refused = None;
+        let mut connected = None;
+        for address in dial::resolve(server).map_err(io)? {
+            match TcpStream::connect_timeout(&address, timeout) {
+                Ok(tcp) => {
+                    connected = Some(tcp);
+                    break;
+                }
+                Err(why) => refused = Some(why),
+            }
+        }
+        let tcp = match (connected, refused) {
+            (Some(tcp), _) => tcp,
+            (None, Some(why)) => return Err(io(why)),
+            (None, None) => return Err(UpstreamError::NoAddress { server: server.to_owned() }),
+        };
         tcp.set_read_timeout(Some(timeout)).map_err(io)?;
         tcp.set_write_timeout(Some(timeout)).map_err(io)?;
         tcp.set_nodelay(true).map_err(io)?;

@@ -172,6 +172,19 @@ impl Collector for Scrape {
             )?)?;
         }
 
+        let topology = self.0.topology.load();
+        let mut family = encoder.encode_descriptor(
+            "kaos_broker_reachable",
+            "1 for each broker the cluster names that answered kaos at its last look (every second), 0 for one that did not.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for node in topology.brokers.keys() {
+            let reachable = !topology.unreachable.contains_key(node);
+            ConstGauge::new(i64::from(reachable))
+                .encode(family.encode_family(&[("node", node.to_string())])?)?;
+        }
+
         let ready = self.0.upstream_ready.load(std::sync::atomic::Ordering::Relaxed);
         ConstGauge::new(i64::from(ready)).encode(encoder.encode_descriptor(
             "kaos_upstream_ready",
@@ -262,7 +275,14 @@ mod tests {
         recorder.record(0, 20_001);
         recorder.publish(shard);
         shared.upstream_ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        shared.topology.store(Arc::new(crate::cluster::Topology {
+            generation: 1,
+            brokers: [(1, "a:1".to_owned()), (2, "b:2".to_owned())].into(),
+            unreachable: [(2, "b:2: Connection refused".to_owned())].into(),
+        }));
         let text = render(&shared);
+        assert!(text.contains("kaos_broker_reachable{node=\"1\"} 1"), "{text}");
+        assert!(text.contains("kaos_broker_reachable{node=\"2\"} 0"), "{text}");
         assert!(text.contains("# TYPE kaos_connections_open gauge"), "{text}");
         assert!(text.contains("kaos_connections_open{shard=\"0\"} 2"), "{text}");
         assert!(text.contains("kaos_requests_total{shard=\"0\",api=\"Produce\"} 2"), "{text}");

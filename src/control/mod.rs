@@ -294,6 +294,17 @@ enum Routed {
     AfterWrite { write: WriteId, reply: Reply },
 }
 
+/// The brokers the cluster names that kaos could not reach at its last look: node id, and why.
+fn unreachable_brokers(shared: &Shared) -> serde_json::Map<String, Value> {
+    shared
+        .topology
+        .load()
+        .unreachable
+        .iter()
+        .map(|(node, why)| (node.to_string(), Value::from(why.as_str())))
+        .collect()
+}
+
 fn route(
     method: &Method,
     url: &str,
@@ -321,9 +332,16 @@ fn route(
             None if let Some(why) = store.not_ready() => {
                 (503, JSON, json!({ "ready": false, "reason": why }).to_string())
             }
-            None if ready => (200, JSON, r#"{"ready":true}"#.into()),
+            None if ready => match unreachable_brokers(shared) {
+                unreachable if unreachable.is_empty() => (200, JSON, r#"{"ready":true}"#.into()),
+                unreachable => {
+                    (200, JSON, json!({ "ready": true, "unreachableBrokers": unreachable }).to_string())
+                }
+            },
             None => {
-                (503, JSON, r#"{"ready":false,"reason":"upstream cluster has not answered Metadata"}"#.into())
+                let reason = "upstream cluster has not answered Metadata: no broker answers";
+                let body = json!({ "ready": false, "reason": reason, "unreachableBrokers": unreachable_brokers(shared) });
+                (503, JSON, body.to_string())
             }
         },
         (Method::Get, "/metrics") => (200, metrics::CONTENT_TYPE, metrics::render(shared)),

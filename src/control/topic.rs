@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 use super::api::Edit;
 use crate::chaos::Rule;
 use crate::chaos::rule::{RuleKey, api_key_name_of, unix_ms};
-use crate::cluster::{BrokerClient, UpstreamError};
+use crate::cluster::{BrokerClient, UpstreamError, dial};
 use crate::shared::Shared;
 use tracing::{info, warn};
 
@@ -377,12 +377,15 @@ impl Follower {
         result
     }
 
-    /// Finds the topic's leader through the bootstrap servers (creating the topic if it is
-    /// missing) and connects to it.
+    /// Finds the topic's leader through any broker (creating the topic if it is missing): the
+    /// bootstrap servers first, then the brokers the cluster watcher knows, the unreachable last.
     fn find_leader(&self) -> Result<BrokerClient, TopicError> {
         let upstream = self.shared.upstream();
+        let topology = self.shared.topology.load();
+        let servers =
+            dial::any_broker(&self.bootstrap, 0, &topology.brokers, |server| topology.is_unreachable(server));
         let mut failures = Vec::new();
-        for server in &self.bootstrap {
+        for server in &servers {
             match BrokerClient::connect(server, upstream, CLIENT_ID, IO_TIMEOUT) {
                 Ok(mut client) => {
                     let leader = self.leader_address(&mut client)?;

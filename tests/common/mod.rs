@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,6 +195,17 @@ impl Kaos {
         Kaos::spawn_with(shell, bootstrap, extra)
     }
 
+    /// Starts kaos in a mount namespace of its own whose /etc/hosts is `hosts` (needs root), so that
+    /// a test decides what names resolve to without touching the machine's file; waits until ready.
+    pub fn start_with_hosts(hosts: &Path, bootstrap: &str, extra: &[&str]) -> Kaos {
+        let mut command = Command::new("unshare");
+        command.args(["--mount", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""]);
+        command.arg(hosts).arg(env!("CARGO_BIN_EXE_kaos"));
+        let kaos = Kaos::spawn_with(command, bootstrap, extra);
+        wait_until("kaos to be ready", Duration::from_secs(20), || kaos.get("/ready").0 == 200);
+        kaos
+    }
+
     /// Starts `command` (kaos, or what execs it) with kaos's arguments appended.
     fn spawn_with(mut command: Command, bootstrap: &str, extra: &[&str]) -> Kaos {
         // Hold back the ports kaos will open for brokers: tansu's node 111, and nodes 1-3.
@@ -219,10 +230,8 @@ impl Kaos {
         wait_until("kaos admin API", Duration::from_secs(20), || {
             TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
         });
-        // The shards bind the bootstrap port after the admin API is up.
-        wait_until("kaos bootstrap port", Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port_start)).is_ok()
-        });
+        // The admin API comes up once every shard listens on the bootstrap port.
+        assert!(TcpStream::connect(("127.0.0.1", port_start)).is_ok(), "the bootstrap port listens");
         Kaos { process, port_start, admin_port }
     }
 
