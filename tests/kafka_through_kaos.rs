@@ -11,7 +11,10 @@
 //! - transactions commit and abort through kaos; read_committed sees only the committed ones;
 //! - a chaos rule with `brokerIds` slows only that broker's traffic;
 //! - issue 9 on the real cluster: kaos-loadtest through a stopped leader and through
-//!   leader-election chaos, nothing failed, lost or duplicated.
+//!   leader-election chaos, nothing failed, lost or duplicated;
+//! - issue 27: kaos given one bootstrap address comes through a rolling restart of every node,
+//!   new clients bootstrapping through it during each downtime, and a bootstrap name is tried at
+//!   every address it resolves to.
 //!
 //! Tests run in parallel and share the cluster: each makes its own topics, and those that need
 //! every node up (fixed leaders, all brokers listed) hold `KafkaCluster::hold_nodes_up`.
