@@ -659,17 +659,27 @@ impl KafkaCluster {
         format!("{prefix}-{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Creates a topic through rdkafka's admin API; panics unless the cluster accepts it.
+    /// Creates a topic through rdkafka's admin API; panics unless the cluster accepts it. While
+    /// another test has a node down, a replication the live nodes cannot hold is refused
+    /// (INVALID_REPLICATION_FACTOR): it is asked again until the node is back (up to 90 s).
     pub fn create_topic(&self, name: &str, partitions: i32, replication: i32) {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         use rdkafka::client::DefaultClientContext;
+        use rdkafka::types::RDKafkaErrorCode;
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("admin client");
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = block_on(admin.create_topics([&topic], &options)).expect("create_topics");
-        for result in results {
-            result.unwrap_or_else(|(topic, code)| panic!("create {topic}: {code:?}"));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let results = block_on(admin.create_topics([&topic], &options)).expect("create_topics");
+            match results.into_iter().next().expect("one result") {
+                Ok(_) => return,
+                Err((_, RDKafkaErrorCode::InvalidReplicationFactor)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err((topic, code)) => panic!("create {topic}: {code:?}"),
+            }
         }
     }
 
