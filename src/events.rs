@@ -180,6 +180,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    use crate::chaos::Latency;
+
     fn rule() -> Rule {
         Rule::from_request("t", "u", "slow-broker", br#"{"apiKeys":"PRODUCE"}"#).unwrap()
     }
@@ -192,7 +194,7 @@ mod tests {
             partitions: &partitions,
             ..Origin::default()
         };
-        Event::new(rule, Effect::Delay(Duration::from_millis(ms)), origin)
+        Event::new(rule, Effect::Delay(Latency::network(Duration::from_millis(ms))), origin)
     }
 
     #[test]
@@ -211,7 +213,7 @@ mod tests {
         assert_eq!(seqs(ring.after(0, 2)), [4, 5], "the most recent 2 when paging from the start");
         assert_eq!(seqs(ring.after(3, 1)), [4], "after a sequence number: the next ones");
         let first = &ring.after(4, 1)[0];
-        assert_eq!(first["did"], json!({"kind": "delay", "ms": 5}));
+        assert_eq!(first["did"], json!({"kind": "delay", "ms": 5, "model": "network"}));
         assert_eq!(
             (first["apiKey"].as_str(), first["correlationId"].as_i64(), first["brokerId"].as_i64()),
             (Some("PRODUCE"), Some(5), Some(1))

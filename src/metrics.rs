@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use hdrhistogram::Histogram;
 
-use crate::chaos::{Effect, FAULTS, FaultSpec};
+use crate::chaos::{Effect, FAULTS, FaultSpec, Latency};
 
 /// API keys 0..API_KEY_SLOTS get their own counters; anything else is counted as "other".
 pub const API_KEY_SLOTS: usize = 128;
@@ -138,9 +138,9 @@ impl ShardMetrics {
         let index = fault.index();
         self.chaos_affected[index].add(1);
         match effect {
-            Effect::Delay(delay) | Effect::Fail { after: delay, .. } | Effect::Throttled(delay) => {
-                self.chaos_latency_added_ms[index].add(delay.as_millis() as u64)
-            }
+            Effect::Delay(Latency { delay, .. })
+            | Effect::Fail { after: delay, .. }
+            | Effect::Throttled(delay) => self.chaos_latency_added_ms[index].add(delay.as_millis() as u64),
             Effect::Rewrote(records) => self.chaos_records_changed[index].add(*records),
             Effect::Duplicate | Effect::NoResponse { .. } | Effect::Altered(_) | Effect::Network(_) => {}
         }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use common::{
     Deliveries, Kaos, NO_RETRIES, Tansu, assert_exactly, consume, create_topic, produce, producer, send_one,
 };
+use kafka_protocol::messages::{ApiKey, MetadataRequest, ResponseHeader};
+use kafka_protocol::protocol::Decodable;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -512,4 +514,59 @@ fn pipelined_requests_each_wait_their_own_delay_in_order() {
     let values: Vec<_> = read_values(&kaos, "pipelined", 6).into_iter().skip(1).collect();
     let expected: Vec<Vec<u8>> = (0..5).map(|i| format!("p-{i}").into_bytes()).collect();
     assert_eq!(values, expected, "order is kept");
+}
+
+/// Sends `count` Metadata requests `gap` apart on one connection, then reads the answers: each
+/// answer's correlation id and when it arrived, counted from the first request.
+fn pipelined_metadata(kaos: &Kaos, count: i32, gap: Duration) -> Vec<(i32, Duration)> {
+    let mut client = common::RawKafka::connect(&kaos.bootstrap());
+    let request = MetadataRequest::default().with_topics(Some(vec![]));
+    let started = Instant::now();
+    for correlation_id in 1..=count {
+        client.send(ApiKey::Metadata, 12, correlation_id, &request);
+        std::thread::sleep(gap);
+    }
+    (0..count)
+        .map(|_| {
+            let mut body = client.read_frame().expect("an answer");
+            let at = started.elapsed();
+            let header =
+                ResponseHeader::decode(&mut body, ApiKey::Metadata.response_header_version(12)).unwrap();
+            (header.correlation_id, at)
+        })
+        .collect()
+}
+
+/// (issue 22) Ten Metadata requests 10 ms apart on one connection, each request (or its answer)
+/// held 100 ms. The network model overlaps the delays as a slow network would (Toxiproxy's
+/// latency toxic: the last answer near 190 ms, not 1,000); the processing model holds one at a
+/// time, as a broker working through a muted channel. Answers keep request order either way.
+#[test]
+fn pipelined_requests_overlap_their_delays_as_on_a_network() {
+    let (_tansu, kaos) = start();
+    for direction in ["RESPONSE", "REQUEST"] {
+        for (model, last_from, last_until) in [("network", 185, 320), ("processing", 995, 1_300)] {
+            kaos.add_rule(
+                "slow-broker",
+                &format!(
+                    r#"{{"config":{{"minLatencyToAddInMilliseconds":100,"latencyModel":"{model}"}},"direction":"{direction}","apiKeys":"METADATA"}}"#
+                ),
+            );
+            let answers = pipelined_metadata(&kaos, 10, Duration::from_millis(10));
+            kaos.delete_rule("slow-broker", "METADATA", direction);
+            let order: Vec<i32> = answers.iter().map(|(id, _)| *id).collect();
+            assert_eq!(order, (1..=10).collect::<Vec<_>>(), "{direction} {model}: answers in request order");
+            let millis: Vec<u128> = answers.iter().map(|(_, at)| at.as_millis()).collect();
+            let (first, last) = (millis[0], millis[9]);
+            assert!(
+                (100..180).contains(&first),
+                "{direction} {model}: first answer at {first} ms: {millis:?}"
+            );
+            assert!(
+                (last_from..last_until).contains(&last),
+                "{direction} {model}: last answer at {last} ms, wanted {last_from}-{last_until}: {millis:?}"
+            );
+            eprintln!("{direction} {model}: answers at {millis:?} ms");
+        }
+    }
 }

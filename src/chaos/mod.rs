@@ -20,11 +20,14 @@ pub mod records;
 pub mod respond;
 pub mod rule;
 pub mod scope;
+pub mod stable_hash;
 
 use std::fmt::Debug;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, ProduceRequest};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub use config::{ConfigError, Configurable, TopicFilter};
@@ -65,11 +68,54 @@ registry! {
     refuse_connections::RefuseConnections,
 }
 
+/// How the delays a latency fault adds to one connection relate to each other (`latencyModel`).
+/// `Network`: each request (or answer) waits its delay from its own arrival, so pipelined
+/// requests overlap as on a slow network; answers still leave in request order, each waiting
+/// only for the ones before it. `Processing`: one request of a connection at a time, as a broker
+/// works through a muted channel: each waits its delay from when the one held before it was let
+/// go. (No doc comment per variant: the JSON Schema then stays a plain string enum.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LatencyModel {
+    #[default]
+    Network,
+    Processing,
+}
+
+/// A hold on a request or on its answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency {
+    pub delay: Duration,
+    pub model: LatencyModel,
+}
+
+impl Latency {
+    /// A hold of the network model, as the `after` of an error answer.
+    pub fn network(delay: Duration) -> Latency {
+        Latency { delay, model: LatencyModel::Network }
+    }
+
+    /// The longer of two holds.
+    pub fn max(self, other: Latency) -> Latency {
+        if other.delay > self.delay { other } else { self }
+    }
+
+    /// When what arrived at `arrived` may go, the hold before it on its lane having let go at
+    /// `previous` (`None`: nothing held before it).
+    pub fn release(&self, arrived: Instant, previous: Option<Instant>) -> Instant {
+        let start = match (self.model, previous) {
+            (LatencyModel::Processing, Some(previous)) => previous.max(arrived),
+            _ => arrived,
+        };
+        start + self.delay
+    }
+}
+
 /// What a fault does to one request it fires on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Hold the request (direction REQUEST) or its response (RESPONSE) this long.
-    Delay(Duration),
+    /// Hold the request (direction REQUEST) or its response (RESPONSE).
+    Delay(Latency),
     /// Answer every partition with `error` after `after`: instead of forwarding the request
     /// (direction REQUEST), or in place of the broker's answer to it (RESPONSE: the broker
     /// applied it, the client does not learn so).
@@ -95,7 +141,9 @@ impl Effect {
     pub fn to_json(&self) -> Value {
         let millis = |d: &Duration| d.as_millis() as u64;
         match self {
-            Effect::Delay(delay) => json!({"kind": "delay", "ms": millis(delay)}),
+            Effect::Delay(Latency { delay, model }) => {
+                json!({"kind": "delay", "ms": millis(delay), "model": model})
+            }
             Effect::Fail { error, after } => {
                 json!({"kind": "error", "error": errors::KafkaError(*error), "errorCode": error, "afterMs": millis(after)})
             }

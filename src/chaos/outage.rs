@@ -10,7 +10,6 @@
 //! closes. It is touched only by requests a rule already matched.
 
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use kafka_protocol::messages::ApiKey;
 use super::alter::Response;
 use super::config::{ConfigError, pick_latency};
 use super::errors::{KafkaError, check_answered_by};
+use super::stable_hash::StableHash;
 use super::{Effect, FaultContext};
 
 /// What one window covers.
@@ -87,11 +87,10 @@ impl Windows {
 
     /// The key of a broker (`partition` None) or of one partition of it.
     pub fn key(node: Option<i32>, partition: Option<(&str, i32)>) -> u64 {
-        // DefaultHasher::new() has fixed keys: every shard computes the same key.
-        let mut hasher = DefaultHasher::new();
-        node.hash(&mut hasher);
-        partition.hash(&mut hasher);
-        hasher.finish()
+        StableHash::default()
+            .option(node, StableHash::i32)
+            .option(partition, |hash, (topic, partition)| hash.str(topic).i32(partition))
+            .finish()
     }
 
     fn tick(&self, at: Instant) -> u64 {

@@ -1,6 +1,8 @@
 //! slow-broker: affected requests wait a random latency before they are forwarded (direction
-//! REQUEST) or before their response is returned (RESPONSE). The wait stalls only that
-//! connection, from that request on, as a slow broker would.
+//! REQUEST) or before their response is returned (RESPONSE). With `latencyModel` network (the
+//! default) each waits from its own arrival, so pipelined requests overlap as on a slow network;
+//! with processing, one at a time, as a broker that works through a connection's requests in
+//! turn. Either way responses keep request order, and other connections are not touched.
 
 use kafka_protocol::messages::ApiKey;
 use schemars::JsonSchema;
@@ -8,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::config::{ConfigError, Configurable, pick_latency, settle_latency};
-use super::{Direction, Effect, Fault, FaultConfig, FaultContext};
+use super::{Direction, Effect, Fault, FaultConfig, FaultContext, Latency, LatencyModel};
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -17,11 +19,15 @@ pub struct SlowBroker {
     min_latency_to_add_in_milliseconds: u64,
     /// Most latency added to each affected request, in milliseconds (default: the minimum).
     max_latency_to_add_in_milliseconds: Option<u64>,
+    /// network: each request (or answer) waits from its own arrival, pipelined ones overlapping;
+    /// processing: each waits from when the one held before it on the connection was let go.
+    #[serde(default)]
+    latency_model: LatencyModel,
 }
 
 impl Configurable for SlowBroker {
     fn defaults() -> Value {
-        json!({"minLatencyToAddInMilliseconds": 0})
+        json!({"minLatencyToAddInMilliseconds": 0, "latencyModel": "network"})
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
@@ -43,7 +49,7 @@ impl Fault for SlowBroker {
             self.max_latency_to_add_in_milliseconds,
             context.rng,
         );
-        Some(Effect::Delay(delay))
+        Some(Effect::Delay(Latency { delay, model: self.latency_model }))
     }
 }
 
@@ -63,7 +69,8 @@ mod tests {
         for _ in 0..100 {
             let mut context =
                 FaultContext::new(&mut rng, &topics, &names);
-            let Some(Effect::Delay(delay)) = fault.apply(&mut context) else { panic!("a delay") };
+            let Some(Effect::Delay(Latency { delay, model })) = fault.apply(&mut context) else { panic!("a delay") };
+            assert_eq!(model, LatencyModel::Network, "the default");
             assert!((5..=9).contains(&delay.as_millis()), "{delay:?}");
         }
         let upside_down = json!({"minLatencyToAddInMilliseconds": 9, "maxLatencyToAddInMilliseconds": 5});

@@ -31,7 +31,7 @@ use crate::chaos::alter::AnswerChanges;
 use crate::chaos::network::ConnectionSoFar;
 use crate::chaos::plan::{Plan, Scope, SeededTurns};
 use crate::chaos::scope::ClientScopes;
-use crate::chaos::{Effect, RuleSet, alter, respond};
+use crate::chaos::{Effect, Latency, RuleSet, alter, respond};
 use crate::events::Origin;
 use crate::shard::Shard;
 use crate::wire::batches::produce_batches;
@@ -116,6 +116,10 @@ struct RequestSide<'a> {
     slow_close_at: Option<Instant>,
     /// Requests wait until then: a throttled answer mutes the connection (KIP-219).
     muted_until: Option<Instant>,
+    /// When the latest request, and the latest answer, that a latency fault held was let go:
+    /// where a delay of the processing model starts.
+    request_released_at: Option<Instant>,
+    answer_released_at: Option<Instant>,
     /// What the connection carried so far, for network faults' triggers.
     so_far: ConnectionSoFar,
     /// The network faults armed on the connection.
@@ -176,6 +180,8 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 close_at: None,
                 slow_close_at: None,
                 muted_until: None,
+                request_released_at: None,
+                answer_released_at: None,
                 so_far: ConnectionSoFar::default(),
                 links: LinkFaults::default(),
             },
@@ -250,6 +256,7 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin, B: AsyncRead + AsyncWrite + Unpin> C
                 gathering: &mut self.gathering,
                 identity: &mut self.identity,
                 muted_until: &mut self.request_side.muted_until,
+                released_at: &mut self.request_side.answer_released_at,
             };
             let down = match self.responses.step(&mut self.broker, &mut self.client, &mut router, cx) {
                 Ok(progress) => progress,
@@ -513,7 +520,7 @@ impl Router for RequestRouter<'_, '_> {
         self.side.so_far.count(request.api_key);
         let check_gaps = request.is_produce() && expects_response && self.in_flight.holds_partitions();
         if plan.is_none() && !check_gaps && !Identity::is_revealing(request.api_key) {
-            self.push(request, expects_response, Reply::Upstream { delay: Duration::ZERO });
+            self.push(request, expects_response, Reply::Upstream { delay: Latency::default() });
             return Ok(Verdict::Forward);
         }
         self.side.pending =
@@ -544,7 +551,7 @@ impl Router for RequestRouter<'_, '_> {
         if check_gaps && self.fail_behind_a_gap(request, body, arrived) {
             return Ok(Emit::frames(Vec::new(), None));
         }
-        let upstream = Reply::Upstream { delay: Duration::ZERO };
+        let upstream = Reply::Upstream { delay: Latency::default() };
         let Some(plan) = plan else {
             self.push(request, expects_response, upstream);
             return Ok(Emit::original(None));
@@ -622,7 +629,11 @@ impl Router for RequestRouter<'_, '_> {
             (None, None) => Reply::Upstream { delay },
         };
         self.push(request, expects_response, reply);
-        let not_before = (!outcome.request_delay.is_zero()).then(|| arrived + outcome.request_delay);
+        let not_before = (!outcome.request_delay.delay.is_zero()).then(|| {
+            let release = outcome.request_delay.release(arrived, self.side.request_released_at);
+            self.side.request_released_at = Some(release);
+            release
+        });
         let mut emit = match (outcome.rewritten, outcome.duplicate) {
             (None, false) => Emit::original(not_before),
             (rewritten, duplicate) => {
@@ -656,6 +667,8 @@ struct ResponseRouter<'a, 'b> {
     gathering: &'b mut Option<Gathering>,
     identity: &'b mut Identity<'a>,
     muted_until: &'b mut Option<Instant>,
+    /// When the latest answer a latency fault held was let go.
+    released_at: &'b mut Option<Instant>,
 }
 
 impl Router for ResponseRouter<'_, '_> {
@@ -663,12 +676,7 @@ impl Router for ResponseRouter<'_, '_> {
         if self.answers_raw_token() { 0 } else { RESPONSE_PREFIX }
     }
 
-    fn on_frame(
-        &mut self,
-        body_len: usize,
-        head: &[u8],
-        _read_at: Instant,
-    ) -> Result<Verdict, ProtocolError> {
+    fn on_frame(&mut self, body_len: usize, head: &[u8], arrived: Instant) -> Result<Verdict, ProtocolError> {
         if self.answers_raw_token() {
             self.identity.on_raw_answer(body_len);
             return Ok(Verdict::Forward);
@@ -688,17 +696,14 @@ impl Router for ResponseRouter<'_, '_> {
         };
         let micros = request.sent_at.elapsed().as_micros();
         self.shard.latency.record(request.api_key, u64::try_from(micros).unwrap_or(u64::MAX));
-        let reply = std::mem::replace(&mut request.reply, Reply::Upstream { delay: Duration::ZERO });
+        let reply = std::mem::replace(&mut request.reply, Reply::Upstream { delay: Latency::default() });
         let (delay, alter) = match reply {
             Reply::Swallow => {
                 *self.gathering = Some(Gathering::Drop);
                 return Ok(Verdict::Whole);
             }
             Reply::Upstream { delay } => (delay, AnswerChanges::default()),
-            Reply::Alter { delay, changes } => {
-                self.in_flight.failures_sent(&changes.held, Instant::now() + delay);
-                (delay, changes)
-            }
+            Reply::Alter { delay, changes } => (delay, changes),
             Reply::Replace { frame, after } => {
                 *self.gathering = Some(Gathering::Replace { frame, release: Instant::now() + after });
                 return Ok(Verdict::Whole);
@@ -715,10 +720,18 @@ impl Router for ResponseRouter<'_, '_> {
         let seen_whole = rewrite::needs_rewrite(request.api_key, request.api_version)
             || Identity::is_revealing(request.api_key)
             || !alter.is_empty();
-        if delay.is_zero() && !seen_whole {
+        // The answer's own arrival starts its delay: one read behind an answer held back keeps it.
+        let release = (!delay.delay.is_zero()).then(|| {
+            let release = delay.release(arrived, *self.released_at);
+            *self.released_at = Some(release);
+            release
+        });
+        if !alter.held.is_empty() {
+            self.in_flight.failures_sent(&alter.held, release.unwrap_or_else(Instant::now));
+        }
+        if release.is_none() && !seen_whole {
             return Ok(Verdict::Forward);
         }
-        let release = (!delay.is_zero()).then(|| Instant::now() + delay);
         *self.gathering = Some(Gathering::Relay { request, release, alter });
         Ok(Verdict::Whole)
     }

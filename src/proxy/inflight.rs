@@ -23,6 +23,7 @@ use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 
 use super::lane::ProtocolError;
+use crate::chaos::Latency;
 use crate::chaos::alter::AnswerChanges;
 use crate::wire::batches::{PartitionBatch, PartitionKey, Sequence};
 
@@ -36,15 +37,15 @@ const HELD_WITHOUT_RETRY: Duration = Duration::from_secs(10);
 /// Who answers a request, and how.
 #[derive(Debug)]
 pub enum Reply {
-    /// The broker answers; its response is held `delay` before it goes to the client.
-    Upstream { delay: Duration },
+    /// The broker answers; its response is held (`delay`) before it goes to the client.
+    Upstream { delay: Latency },
     /// kaos answers with `frame` (length prefix included) once `ready_at` has passed. A failed
     /// Produce lists its partitions: they are held until the client has this answer.
     Local { frame: BytesMut, ready_at: Instant, failed: Vec<PartitionKey> },
     /// The broker answers a copy kaos made; the client never sees that response.
     Swallow,
     /// The broker answers, and kaos changes the answer on its way (after `delay`).
-    Alter { delay: Duration, changes: AnswerChanges },
+    Alter { delay: Latency, changes: AnswerChanges },
     /// The broker answers, and the client gets `frame` in its place, `after` later (the broker
     /// applied the request; the client is told it failed).
     Replace { frame: BytesMut, after: Duration },
@@ -292,7 +293,7 @@ mod tests {
             api_key: 3,
             api_version: 12,
             sent_at: Instant::now(),
-            reply: Reply::Upstream { delay: Duration::ZERO },
+            reply: Reply::Upstream { delay: Latency::default() },
         }
     }
 

@@ -138,8 +138,10 @@ pub struct Lane {
     emitted_written: usize,
     /// Nothing is written before this instant.
     not_before: Option<Instant>,
-    /// When the latest read returned bytes.
-    read_at: Instant,
+    /// The reads whose bytes are not all judged yet: (the buffer's end after the read, when it
+    /// returned), oldest first. A frame arrived with the read that brought its first byte, so
+    /// one judged late (queued behind a frame held back) keeps its own arrival.
+    reads: VecDeque<(usize, Instant)>,
     max_frame: usize,
     /// What network faults impose on the writes; `None` (the usual case) writes freely.
     shaping: Option<Shaping>,
@@ -222,7 +224,7 @@ impl Lane {
             emitted: VecDeque::new(),
             emitted_written: 0,
             not_before: None,
-            read_at: Instant::now(),
+            reads: VecDeque::new(),
             max_frame,
             shaping: None,
             paused: false,
@@ -365,8 +367,10 @@ impl Lane {
             let Some(body_len) = frame::body_len(data, router.min_body(), self.max_frame)? else {
                 return Ok(());
             };
+            let arrived = self.arrival_of(self.ready);
+            let data = &self.buf[self.ready..self.end];
             let head = &data[LENGTH_PREFIX..data.len().min(LENGTH_PREFIX + body_len)];
-            match router.on_frame(body_len, head, self.read_at)? {
+            match router.on_frame(body_len, head, arrived)? {
                 Verdict::Forward => self.frame_left = LENGTH_PREFIX + body_len,
                 Verdict::Whole => self.whole = Some(LENGTH_PREFIX + body_len),
                 Verdict::NeedMore if head.len() == body_len => {
@@ -444,11 +448,20 @@ impl Lane {
         Ok(true)
     }
 
+    /// When the byte at `offset` was read; forgets the reads that ended before it.
+    fn arrival_of(&mut self, offset: usize) -> Instant {
+        while self.reads.front().is_some_and(|&(end, _)| end <= offset) {
+            self.reads.pop_front();
+        }
+        self.reads.front().map_or_else(Instant::now, |&(_, at)| at)
+    }
+
     /// Reads into the free tail, compacting or growing the buffer first when needed. A lane with
     /// nothing buffered that finds nothing to read gives its buffer back to the pool.
     fn fill<S: AsyncRead + Unpin>(&mut self, src: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.start == self.end {
             (self.start, self.ready, self.end) = (0, 0, 0);
+            self.reads.clear();
             if self.whole.is_none() && self.buf.len() > LANE_BUFFER {
                 // Grown to gather a large frame: freed rather than kept.
                 self.buf = Vec::new();
@@ -460,6 +473,9 @@ impl Lane {
         let needed_end = self.ready + self.whole.unwrap_or(0);
         if self.end == self.buf.len() || needed_end > self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
+            for (end, _) in &mut self.reads {
+                *end = end.saturating_sub(self.start);
+            }
             (self.ready, self.end) = (self.ready - self.start, self.end - self.start);
             self.start = 0;
             let needed_end = self.ready + self.whole.unwrap_or(0);
@@ -475,7 +491,7 @@ impl Lane {
         match result {
             Poll::Ready(Ok(n)) => {
                 self.end += n;
-                self.read_at = Instant::now();
+                self.reads.push_back((self.end, Instant::now()));
             }
             // glommio holds no reference to the buffer while it waits for the socket.
             Poll::Pending if self.start == self.end && self.whole.is_none() => {
