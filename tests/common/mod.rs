@@ -663,12 +663,20 @@ impl KafkaCluster {
     /// another test has a node down, a replication the live nodes cannot hold is refused
     /// (INVALID_REPLICATION_FACTOR): it is asked again until the node is back (up to 90 s).
     pub fn create_topic(&self, name: &str, partitions: i32, replication: i32) {
+        self.create_topic_with(name, partitions, replication, &[]);
+    }
+
+    /// `create_topic` with topic configs, such as `min.insync.replicas`.
+    pub fn create_topic_with(&self, name: &str, partitions: i32, replication: i32, configs: &[(&str, &str)]) {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         use rdkafka::client::DefaultClientContext;
         use rdkafka::types::RDKafkaErrorCode;
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("admin client");
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+        for (key, value) in configs {
+            topic = topic.set(key, value);
+        }
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
