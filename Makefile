@@ -34,6 +34,7 @@ HELM := $(KAOS_CACHE)/go/bin/helm
 PROMETHEUS_OPERATOR := github.com/prometheus-operator/prometheus-operator@v0.94.0
 SERVICEMONITOR_CRD := $(KAOS_CACHE)/helm/servicemonitors-crd.yaml
 GO_CACHE_ENV := GOBIN=$(KAOS_CACHE)/go/bin GOMODCACHE=$(KAOS_CACHE)/go/mod GOFLAGS=-modcacherw
+TOXIPROXY := $(KAOS_CACHE)/go/bin/toxiproxy-server
 KAOS := target/release/kaos
 LOADTEST := target/release/kaos-loadtest
 # Apache Kafka from Maven Central (tests/kafka/pom.xml), the version of docker-compose.yaml's image.
@@ -229,10 +230,15 @@ demo: $(DEMO_DEPS) $(VENV_STAMP) build
 
 # Every suite of benches/bench.py (under 15 minutes); the tables also land in target/bench.md. The
 # kafka suite starts its own 3-node Apache Kafka cluster (tests/kafka/cluster.py) from $(KAFKA_LIBS).
-bench: deps build
+bench: deps build $(TOXIPROXY)
 	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy)
 	python3 benches/bench.py --kaos $(KAOS) --loadtest $(LOADTEST) --tansu $(TANSU) \
-		--perf $(RDKAFKA_PERFORMANCE) --kafka-libs $(KAFKA_LIBS) --output target/bench.md
+		--perf $(RDKAFKA_PERFORMANCE) --kafka-libs $(KAFKA_LIBS) --toxiproxy $(TOXIPROXY) --output target/bench.md
+
+# Toxiproxy 2.12 (Shopify's latency toxic: the reference for latency faults), from the Go module proxy.
+$(TOXIPROXY):
+	$(GO_CACHE_ENV) go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0
+	mv $(KAOS_CACHE)/go/bin/server $@
 
 # Pass-through speed of the working tree against another commit, paired in one run: the proof
 # that a change costs nothing. BASELINE is any git revision (default: the last commit).

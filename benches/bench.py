@@ -20,6 +20,10 @@ Suites (all by default; choose with --suites):
                direct connection, with Kafka's own Java tools: kafka-producer-perf-test (acks=all)
                and kafka-consumer-perf-test, 100-byte records, a 3-partition topic (replication 3)
                per run. Skipped without `java`.
+  latency-fault  (with --toxiproxy) a producer under 100 ms of added latency on every answer:
+               kaos's slow-broker (RESPONSE, the network model) against Toxiproxy 2.12's latency
+               toxic (downstream), rdkafka_performance with acks=all and 5 requests in flight,
+               plus the same producer direct without any latency for scale.
   baseline     (with --baseline-kaos) this kaos against another build of kaos, pass-through:
                throughput (100 B and 1 KB, 1 partition) and round-trip latency, so a change can
                show it costs nothing (`make bench-baseline BASELINE=<commit>`).
@@ -226,6 +230,33 @@ class TansuProxy:
             self.process.wait(timeout=10)
 
 
+class Toxiproxy:
+    """Toxiproxy (Shopify's, in Go) with one proxy in front of the broker and a latency toxic on
+    everything the broker sends back: the L4 reference for latency faults. Like HAProxy it cannot
+    rewrite addresses, so the broker advertises its port while it is measured."""
+
+    def __init__(self, binary, broker_port, latency_ms):
+        self.api, self.port = free_port(), free_port()
+        self.process = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(self.api)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self.process.pid
+        wait_for("toxiproxy", lambda: listening(self.api))
+        self.call("/proxies", {"name": "kafka", "listen": f"127.0.0.1:{self.port}",
+                               "upstream": f"127.0.0.1:{broker_port}", "enabled": True})
+        self.call("/proxies/kafka/toxics", {"name": "latency", "type": "latency", "stream": "downstream",
+                                            "toxicity": 1.0, "attributes": {"latency": latency_ms, "jitter": 0}})
+
+    def call(self, path, body):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.api}{path}", data=json.dumps(body).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 class Certificates:
     """A throwaway CA and a certificate for 127.0.0.1 it signed, made with the openssl CLI."""
 
@@ -430,6 +461,41 @@ class Bench:
                             "--summary-json", out.name], check=True, stdout=subprocess.DEVNULL, timeout=300)
             summary = json.load(open(out.name))["round_trip_us"]
         return {"p50 µs": summary["p50"], "p99 µs": summary["p99"], "p99.9 µs": summary["p999"]}
+
+    def produce_rate(self, target, records):
+        """One rdkafka_performance produce run (100 B, acks=all, 5 requests in flight): msg/s."""
+        self.fresh(target, [("bench", 1)])
+        flags = ["-t", "bench", "-b", target.bootstrap, *target.client_flags]
+        produced = rate_from(perf(self.args.perf, ["-P", "-s", "100", "-c", str(records), "-X", "acks=all",
+                                                   "-X", "linger.ms=5", "-X", "max.in.flight=5", *flags], target),
+                             r"in \d+ms: (\d+) msgs/s")
+        if produced is None:
+            sys.exit(f"rdkafka_performance failed through {target.name}")
+        return {"produce msg/s": produced}
+
+    def latency_fault(self):
+        """A producer under 100 ms on every answer: kaos's slow-broker against Toxiproxy's latency
+        toxic, and the direct rate without latency for scale."""
+        if not self.args.toxiproxy:
+            self.report("\n(latency-fault suite skipped: no --toxiproxy)")
+            return
+        toxiproxy = Toxiproxy(self.args.toxiproxy, self.tansu.port, 100)
+        # Every API the producer uses, as Toxiproxy delays every answer.
+        apis = ["PRODUCE", "METADATA", "API_VERSIONS", "INIT_PRODUCER_ID", "FIND_COORDINATOR"]
+        slowed = self.with_rules("kaos slow-broker", lambda: [self.kaos.add_rule(
+            "slow-broker", {"minLatencyToAddInMilliseconds": 100}, api, "RESPONSE") for api in apis])
+        sides = {"direct, no latency": self.direct, "kaos slow-broker": slowed,
+                 "toxiproxy latency": Target("toxiproxy latency", toxiproxy.port, toxiproxy.pid,
+                                             advertised_port=toxiproxy.port)}
+        records = self.args.records
+        try:
+            samples = self.paired("latency-fault", sides, lambda target: self.produce_rate(target, records))
+        finally:
+            toxiproxy.stop()
+            self.kaos.clear_rules()
+        self.ratio_table(f"A producer under 100 ms of latency on every answer ({records:,} records of 100 B, "
+                         "acks=all, 5 in flight)", samples, "toxiproxy latency",
+                         ["kaos slow-broker", "direct, no latency"], ["produce msg/s"])
 
     def throughput(self):
         cpu = {"kaos": [0.0, 0], "haproxy": [0.0, 0]}
@@ -689,10 +755,11 @@ def main():
     parser.add_argument("--records", type=int, default=1_000_000, help="records per throughput run (100 B)")
     parser.add_argument("--latency-records", type=int, default=2000)
     parser.add_argument("--connection-seconds", type=float, default=3)
-    parser.add_argument("--suites", default="throughput,latency,connections,memory,rules,chaos,tls,kafka")
+    parser.add_argument("--suites", default="throughput,latency,connections,memory,rules,chaos,tls,kafka,latency-fault")
     parser.add_argument("--baseline-kaos", help="another kaos binary, for the baseline suite")
     parser.add_argument("--kafka-libs", help="Apache Kafka's jars for the kafka suite (default: tests/kafka/cluster.py's)")
     parser.add_argument("--kafka-records", type=int, default=200_000, help="records per kafka suite run (100 B)")
+    parser.add_argument("--toxiproxy", help="Toxiproxy's server binary, for the latency-fault suite")
     parser.add_argument("--output", help="also write the tables (markdown) to this file")
     args = parser.parse_args()
 
@@ -702,7 +769,7 @@ def main():
         bench.report(f"kaos benchmark: {args.pairs} alternating rounds per comparison, "
                      f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
         for suite in args.suites.split(","):
-            getattr(bench, suite)()
+            getattr(bench, suite.replace("-", "_"))()
     finally:
         bench.stop()
     bench.report(f"\n(whole run: {time.monotonic() - started:.0f} s)")
