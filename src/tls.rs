@@ -5,6 +5,12 @@
 //!   swaps it, so new connections get the new certificate and open ones are not dropped.
 //! - Towards brokers (`--upstream-tls`), kaos verifies each broker against `--upstream-ca` (or
 //!   the system roots) under the host name it dials, and may present `--upstream-cert`.
+//! - Certificates as Kafka's clients accept them: webpki (rustls's verifier) refuses a CA
+//!   certificate as an end entity, which is what `openssl req -x509` makes (self-signed,
+//!   CA:TRUE), while librdkafka (OpenSSL) and the Java client accept one that is itself among the
+//!   trusted certificates. So does kaos ([`TrustedAsIs`]), brokers and `--tls-client-ca` clients
+//!   alike: only when the certificate is, byte for byte, one of the trusted ones, and still
+//!   within its validity period and (a broker) valid for the host kaos dialled.
 //!
 //! The data path is generic over its two streams, so a plaintext connection runs code with no
 //! TLS in it at all; see `shard::serve`.
@@ -14,12 +20,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
 
 use crate::config::Config;
 
@@ -130,11 +141,12 @@ fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match &files.client_ca {
         Some(ca) => {
-            let roots = roots_from(ca, "--tls-client-ca")?;
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            let trusted = certificates(ca, "--tls-client-ca")?;
+            let roots = roots_of(&trusted, ca, "--tls-client-ca")?;
+            let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| TlsError::Rustls(format!("--tls-client-ca {}: {e}", ca.display())))?;
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(Arc::new(TrustedAsIs { webpki, trusted }))
         }
         None => builder.with_no_client_auth(),
     };
@@ -155,11 +167,17 @@ fn client_config(
         let algorithms = provider().signature_verification_algorithms;
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(algorithms)))
     } else {
-        let roots = match ca {
-            Some(ca) => roots_from(ca, "--upstream-ca")?,
-            None => system_roots()?,
+        let (roots, trusted) = match ca {
+            Some(ca) => {
+                let trusted = certificates(ca, "--upstream-ca")?;
+                (roots_of(&trusted, ca, "--upstream-ca")?, trusted)
+            }
+            None => (system_roots()?, Vec::new()),
         };
-        builder.with_root_certificates(roots)
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Rustls(format!("--upstream-ca: {e}")))?;
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(TrustedAsIs { webpki, trusted }))
     };
     match identity {
         Some((cert, key)) => {
@@ -194,16 +212,133 @@ fn private_key(path: &Path, what: &'static str) -> Result<PrivateKeyDer<'static>
     })
 }
 
-fn roots_from(path: &Path, what: &'static str) -> Result<RootCertStore, TlsError> {
+fn roots_of(
+    trusted: &[CertificateDer<'static>],
+    path: &Path,
+    what: &'static str,
+) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for certificate in certificates(path, what)? {
-        roots.add(certificate).map_err(|e| TlsError::File {
+    for certificate in trusted {
+        roots.add(certificate.clone()).map_err(|e| TlsError::File {
             what,
             path: path.to_owned(),
             why: e.to_string(),
         })?;
     }
     Ok(roots)
+}
+
+/// webpki's verification, and a certificate that is itself one of `trusted` (byte for byte)
+/// accepted where webpki refuses it only as a CA used as an end entity. webpki checks a
+/// certificate's validity period before its basic constraints, so that refusal means the period
+/// holds; a broker's is then checked for the name kaos dialled, as webpki would have.
+#[derive(Debug)]
+struct TrustedAsIs<V: ?Sized> {
+    webpki: Arc<V>,
+    /// The certificates of `--upstream-ca` or `--tls-client-ca`, as the file holds them.
+    trusted: Vec<CertificateDer<'static>>,
+}
+
+impl<V: ?Sized> TrustedAsIs<V> {
+    /// Whether `refused` is only webpki's "a CA certificate used as an end entity", for a
+    /// certificate that is itself trusted.
+    fn trusts_as_is(&self, end_entity: &CertificateDer<'_>, refused: &rustls::Error) -> bool {
+        let ca_as_end_entity = matches!(
+            refused,
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(why)))
+                if matches!(why.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity))
+        );
+        ca_as_end_entity && self.trusted.iter().any(|trusted| trusted.as_ref() == end_entity.as_ref())
+    }
+}
+
+impl ServerCertVerifier for TrustedAsIs<WebPkiServerVerifier> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(refused) if self.trusts_as_is(end_entity, &refused) => {
+                rustls::client::verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            verified => verified,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+impl ClientCertVerifier for TrustedAsIs<dyn ClientCertVerifier> {
+    fn offer_client_auth(&self) -> bool {
+        self.webpki.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.webpki.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.webpki.verify_client_cert(end_entity, intermediates, now) {
+            Err(refused) if self.trusts_as_is(end_entity, &refused) => Ok(ClientCertVerified::assertion()),
+            verified => verified,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 fn system_roots() -> Result<RootCertStore, TlsError> {
@@ -267,6 +402,79 @@ mod tests {
         );
         assert!(matches!(server_name("127.0.0.1:9093").unwrap(), ServerName::IpAddress(_)));
         assert!(matches!(server_name("[::1]:9093").unwrap(), ServerName::IpAddress(_)));
+    }
+
+    /// A self-signed certificate marked CA:TRUE, as `openssl req -x509` makes, for `names`,
+    /// valid from `from` to `until` (seconds since the epoch).
+    fn self_signed(names: &[&str], from: i64, until: i64) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("names");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.not_before = rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(from as u64);
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(until as u64);
+        let key = rcgen::KeyPair::generate().expect("a key");
+        params.self_signed(&key).expect("a certificate").der().clone()
+    }
+
+    fn broker_verifier(trusted: &[CertificateDer<'static>]) -> TrustedAsIs<WebPkiServerVerifier> {
+        let mut roots = RootCertStore::empty();
+        for certificate in trusted {
+            roots.add(certificate.clone()).unwrap();
+        }
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
+        TrustedAsIs { webpki, trusted: trusted.to_vec() }
+    }
+
+    #[test]
+    fn a_trusted_self_signed_broker_certificate_is_accepted_within_its_period_and_names() {
+        const DAY: i64 = 86_400;
+        let now = 1_800_000_000;
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now as u64));
+        let localhost = ServerName::try_from("localhost").unwrap();
+        let broker = self_signed(&["localhost"], now - DAY, now + DAY);
+        let verify =
+            |trusted: &[CertificateDer<'static>], certificate: &CertificateDer<'_>, name: &ServerName<'_>| {
+                broker_verifier(trusted).verify_server_cert(certificate, &[], name, &[], at)
+            };
+        assert!(verify(std::slice::from_ref(&broker), &broker, &localhost).is_ok(), "trusted as it is");
+        let other_name = ServerName::try_from("kafka.example").unwrap();
+        assert!(
+            verify(std::slice::from_ref(&broker), &broker, &other_name).is_err(),
+            "the host name still counts"
+        );
+        let stranger = self_signed(&["localhost"], now - DAY, now + DAY);
+        assert!(verify(std::slice::from_ref(&stranger), &broker, &localhost).is_err(), "not the trusted one");
+        let expired = self_signed(&["localhost"], now - 3 * DAY, now - DAY);
+        let error = verify(std::slice::from_ref(&expired), &expired, &localhost).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                rustls::Error::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. }
+                )
+            ),
+            "{error:?}"
+        );
+        let early = self_signed(&["localhost"], now + DAY, now + 2 * DAY);
+        assert!(verify(std::slice::from_ref(&early), &early, &localhost).is_err(), "not yet valid");
+    }
+
+    #[test]
+    fn a_trusted_self_signed_client_certificate_is_accepted() {
+        let now = UnixTime::now();
+        let seconds = now.as_secs() as i64;
+        let client = self_signed(&["client"], seconds - 60, seconds + 3600);
+        let mut roots = RootCertStore::empty();
+        roots.add(client.clone()).unwrap();
+        let webpki =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
+        let verifier = TrustedAsIs { webpki: webpki.clone(), trusted: vec![client.clone()] };
+        assert!(webpki.verify_client_cert(&client, &[], now).is_err(), "webpki alone refuses it");
+        assert!(verifier.verify_client_cert(&client, &[], now).is_ok());
+        let stranger = self_signed(&["client"], seconds - 60, seconds + 3600);
+        assert!(verifier.verify_client_cert(&stranger, &[], now).is_err());
     }
 
     #[test]
