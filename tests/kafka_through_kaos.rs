@@ -283,6 +283,38 @@ fn take(
     records
 }
 
+/// Sends `{prefix}-0`, `{prefix}-1`, ... (keyed by value; spread over `partitions` in turn, or
+/// as the partitioner likes) every 2 ms until `stop` or `limit`, then flushes: how many it sent.
+fn produce_until_stopped(
+    producer: Arc<BaseProducer<Observed>>,
+    topic: String,
+    prefix: &'static str,
+    partitions: Option<i32>,
+    stop: Arc<AtomicBool>,
+    limit: Duration,
+) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let mut sent = 0u64;
+        let deadline = Instant::now() + limit;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let value = format!("{prefix}-{sent}");
+            let mut record = BaseRecord::to(&topic).key(&value).payload(&value);
+            if let Some(partitions) = partitions {
+                record = record.partition((sent % partitions as u64) as i32);
+            }
+            while let Err((_, unsent)) = producer.send(record) {
+                producer.poll(Duration::from_millis(10));
+                record = unsent;
+            }
+            sent += 1;
+            producer.poll(Duration::ZERO);
+            thread::sleep(Duration::from_millis(2));
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+        sent
+    })
+}
+
 fn values(records: &[(i32, i64, String)]) -> Vec<String> {
     records.iter().map(|(_, _, v)| v.clone()).collect()
 }
@@ -459,24 +491,7 @@ fn an_idempotent_producer_and_a_group_come_through_real_leader_elections() {
             producer_config.create_with_context(Observed::default()).unwrap();
         let producer = Arc::new(producer);
         let handle = producer.clone();
-        let thread = thread::spawn(move || {
-            let mut sent = 0u64;
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let value = format!("e-{sent}");
-                let mut record =
-                    BaseRecord::to(&topic).partition((sent % 3) as i32).key(&value).payload(&value);
-                while let Err((_, unsent)) = producer.send(record) {
-                    producer.poll(Duration::from_millis(10));
-                    record = unsent;
-                }
-                sent += 1;
-                producer.poll(Duration::ZERO);
-                thread::sleep(Duration::from_millis(2));
-            }
-            producer.flush(Duration::from_secs(60)).expect("flush");
-            sent
-        });
+        let thread = produce_until_stopped(producer, topic, "e", Some(3), stop, Duration::from_secs(120));
         (handle, thread)
     };
     let delivered = || producing.0.context().ok.load(Ordering::Relaxed);
@@ -1003,26 +1018,14 @@ fn a_rolling_restart_never_cuts_new_clients_off() {
             .create_with_context(Observed::default())
             .unwrap(),
     );
-    let producing = {
-        let (stop, topic, producer) = (stop.clone(), topic.clone(), producer.clone());
-        thread::spawn(move || {
-            let mut sent = 0u64;
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let value = format!("r-{sent}");
-                let mut record = BaseRecord::to(&topic).key(&value).payload(&value);
-                while let Err((_, unsent)) = producer.send(record) {
-                    producer.poll(Duration::from_millis(10));
-                    record = unsent;
-                }
-                sent += 1;
-                producer.poll(Duration::ZERO);
-                thread::sleep(Duration::from_millis(3));
-            }
-            producer.flush(Duration::from_secs(60)).expect("flush");
-            sent
-        })
-    };
+    let producing = produce_until_stopped(
+        producer.clone(),
+        topic.clone(),
+        "r",
+        None,
+        stop.clone(),
+        Duration::from_secs(300),
+    );
     let delivered = || producer.context().ok.load(Ordering::Relaxed);
     let target = Arc::new(AtomicU64::new(u64::MAX));
     let consuming = {

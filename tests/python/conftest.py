@@ -12,6 +12,7 @@ import urllib.request
 
 import kaos_client
 import pytest
+from confluent_kafka import Consumer, Producer
 
 # The Kafka cluster harness (stdlib only): its Cluster for the kafka_cluster fixture, and its port check.
 _spec = importlib.util.spec_from_file_location(
@@ -35,6 +36,32 @@ def wait_until(what, condition, timeout=20.0):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def produce_and_consume(bootstrap, topic, count, settings=None, timeout=60):
+    """Produces `count` records (values v-0 ... v-N-1, acks=all) with confluent-kafka, checks every
+    delivery, then reads the topic from its start in a new group: the values read, sorted.
+    `settings` go to both clients (TLS, for example)."""
+    settings = settings or {}
+    failures = []
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, **settings})
+    for i in range(count):
+        producer.produce(topic, key=str(i), value=f"v-{i}", on_delivery=lambda err, _m: err and failures.append(err))
+    assert producer.flush(timeout) == 0 and failures == []
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10, **settings})
+    consumer.subscribe([topic])
+    values = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(values) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None:
+                assert message.error() is None, message.error()
+                values.append(message.value().decode())
+    finally:
+        consumer.close()
+    return sorted(values)
 
 
 def listening(port):

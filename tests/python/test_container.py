@@ -22,10 +22,9 @@ import urllib.request
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import free_port, http_status, port_is_free, wait_until
+from conftest import free_port, http_status, port_is_free, produce_and_consume, wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "deploy/seccomp/kaos-seccomp.json"
@@ -113,28 +112,6 @@ class Container:
 
     def remove(self):
         self.podman("rm", "--force", "--time", "0", self.name, check=False)
-
-
-def produce_and_consume(bootstrap, topic, count):
-    failures = []
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
-    for i in range(count):
-        producer.produce(topic, key=str(i), value=f"v-{i}", on_delivery=lambda err, _m: err and failures.append(err))
-    assert producer.flush(60) == 0 and failures == []
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
-    consumer.subscribe([topic])
-    values = []
-    try:
-        deadline = time.monotonic() + 60
-        while len(values) < count and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None:
-                assert message.error() is None, message.error()
-                values.append(message.value().decode())
-    finally:
-        consumer.close()
-    return sorted(values)
 
 
 def get_json(url):

@@ -14,10 +14,10 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Kaos, free_port, http_status, kafka_harness, wait_until
+from conftest import Kaos, free_port, http_status, kafka_harness, produce_and_consume, wait_until
 
 
 def openssl(directory, *args):
@@ -57,27 +57,6 @@ def java_tool_lists_topics(cluster, bootstrap, properties=None):
     return cluster.tool("kafka-topics", args, capture=True)
 
 
-def produce_and_consume(bootstrap, settings, topic, count=20):
-    failures = []
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, **settings})
-    for i in range(count):
-        producer.produce(topic, value=f"v-{i}", on_delivery=lambda err, _m: err and failures.append(err))
-    assert producer.flush(30) == 0 and failures == []
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10, **settings})
-    consumer.subscribe([topic])
-    values = []
-    try:
-        deadline = time.monotonic() + 30
-        while len(values) < count and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                values.append(message.value().decode())
-    finally:
-        consumer.close()
-    return sorted(values)
-
-
 def test_clients_and_kaos_accept_a_self_signed_broker_certificate(self_signed_broker, tmp_path):
     cluster, cert = self_signed_broker
     tls = {"security.protocol": "ssl", "ssl.ca.location": cert}
@@ -90,7 +69,7 @@ def test_clients_and_kaos_accept_a_self_signed_broker_certificate(self_signed_br
 
     # Through kaos, which trusts the same file.
     with Kaos(cluster.tls_bootstrap, cluster.node_ids, ["--upstream-tls", "--upstream-ca", cert]) as kaos:
-        assert produce_and_consume(kaos.bootstrap, {}, topic) == sorted(f"v-{i}" for i in range(20))
+        assert produce_and_consume(kaos.bootstrap, topic, 20) == sorted(f"v-{i}" for i in range(20))
         listed = java_tool_lists_topics(cluster, kaos.bootstrap)
         assert listed.returncode == 0 and topic in listed.stdout, listed.stderr
         assert "TLS handshake with the broker failed" not in kaos.process.output()
@@ -126,7 +105,7 @@ def test_kaos_accepts_a_self_signed_client_certificate_it_trusts(self_signed_bro
         topic = f"self-signed-client-{uuid.uuid4().hex}"
         admin = AdminClient({"bootstrap.servers": kaos.bootstrap, **mutual})
         admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
-        assert produce_and_consume(kaos.bootstrap, mutual, topic) == sorted(f"v-{i}" for i in range(20))
+        assert produce_and_consume(kaos.bootstrap, topic, 20, mutual) == sorted(f"v-{i}" for i in range(20))
 
         # The Java client with the same certificate: a PEM keystore holds its key, then itself.
         keystore = tmp_path / "client-keystore.pem"
