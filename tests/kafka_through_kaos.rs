@@ -12,9 +12,8 @@
 //! - a chaos rule with `brokerIds` slows only that broker's traffic;
 //! - issue 9 on the real cluster: kaos-loadtest through a stopped leader and through
 //!   leader-election chaos, nothing failed, lost or duplicated;
-//! - issue 27: kaos given one bootstrap address comes through a rolling restart of every node,
-//!   new clients bootstrapping through it during each downtime, and a bootstrap name is tried at
-//!   every address it resolves to.
+//! - issue 27: a bootstrap name is tried at every address it resolves to (the rolling restart
+//!   has a test binary of its own, `tests/rolling_restart.rs`).
 //!
 //! Tests run in parallel and share the cluster: each makes its own topics, and those that need
 //! every node up (fixed leaders, all brokers listed) hold `KafkaCluster::hold_nodes_up`.
@@ -24,13 +23,16 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
-use common::{KafkaCluster, Kaos, RawKafka, assert_exactly, produce, producer, wait_until};
+use common::{
+    KafkaCluster, Kaos, Observed, RawKafka, assert_exactly, bootstrap_once, config, consumer, produce,
+    produce_until_stopped, producer, wait_until,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse,
@@ -40,12 +42,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::Compression;
 use kaos_testkit::{Produce, Topic, batch};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::statistics::Statistics;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientConfig, ClientContext, Message};
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const GROUP: i8 = 0;
@@ -198,61 +199,6 @@ fn raw_produce(address: &str, version: i16, topic: &str, id: uuid::Uuid, partiti
     response
 }
 
-/// A client context that counts deliveries and remembers every broker address librdkafka
-/// reports in its statistics: (node id, host:port).
-#[derive(Default)]
-struct Observed {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    errors: Mutex<Vec<String>>,
-    brokers: Mutex<BTreeSet<(i32, String)>>,
-}
-
-impl ClientContext for Observed {
-    fn stats(&self, statistics: Statistics) {
-        let mut brokers = self.brokers.lock().unwrap();
-        for broker in statistics.brokers.values() {
-            if !broker.nodename.is_empty() {
-                brokers.insert((broker.nodeid, broker.nodename.clone()));
-            }
-        }
-    }
-}
-
-impl ProducerContext for Observed {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
-            Err((error, _)) => {
-                self.errors.lock().unwrap().push(error.to_string());
-                self.failed.fetch_add(1, Ordering::Relaxed)
-            }
-        };
-    }
-}
-
-impl ConsumerContext for Observed {}
-
-fn config(bootstrap: &str, settings: &[(&str, &str)]) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    for (key, value) in settings {
-        config.set(*key, *value);
-    }
-    config
-}
-
-fn consumer(bootstrap: &str, group: &str, settings: &[(&str, &str)]) -> BaseConsumer<Observed> {
-    let mut config = config(bootstrap, settings);
-    config
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .set("check.crcs", "true");
-    config.create_with_context(Observed::default()).expect("consumer")
-}
-
 /// Polls until `count` records arrived (panicking after `timeout`), then `grace` longer for any
 /// record beyond them: (partition, offset, value) of each.
 fn take(
@@ -281,38 +227,6 @@ fn take(
         poll(&mut records);
     }
     records
-}
-
-/// Sends `{prefix}-0`, `{prefix}-1`, ... (keyed by value; spread over `partitions` in turn, or
-/// as the partitioner likes) every 2 ms until `stop` or `limit`, then flushes: how many it sent.
-fn produce_until_stopped(
-    producer: Arc<BaseProducer<Observed>>,
-    topic: String,
-    prefix: &'static str,
-    partitions: Option<i32>,
-    stop: Arc<AtomicBool>,
-    limit: Duration,
-) -> thread::JoinHandle<u64> {
-    thread::spawn(move || {
-        let mut sent = 0u64;
-        let deadline = Instant::now() + limit;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            let value = format!("{prefix}-{sent}");
-            let mut record = BaseRecord::to(&topic).key(&value).payload(&value);
-            if let Some(partitions) = partitions {
-                record = record.partition((sent % partitions as u64) as i32);
-            }
-            while let Err((_, unsent)) = producer.send(record) {
-                producer.poll(Duration::from_millis(10));
-                record = unsent;
-            }
-            sent += 1;
-            producer.poll(Duration::ZERO);
-            thread::sleep(Duration::from_millis(2));
-        }
-        producer.flush(Duration::from_secs(60)).expect("flush");
-        sent
-    })
 }
 
 fn values(records: &[(i32, i64, String)]) -> Vec<String> {
@@ -984,120 +898,6 @@ fn brief(summary: &serde_json::Value) -> String {
         "produced {}, consumed {}, errors {}",
         summary["produced"], summary["consumed"], summary["produced"]["errors"]
     )
-}
-
-/// A fresh client's first Metadata through kaos: how long it took, and the brokers it was told.
-fn bootstrap_once(kaos: &Kaos) -> Result<(Duration, Vec<i32>), KafkaError> {
-    let started = Instant::now();
-    let client: BaseConsumer = config(&kaos.bootstrap(), &[]).create()?;
-    let metadata = client.fetch_metadata(None, Duration::from_secs(15))?;
-    let mut brokers: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
-    brokers.sort();
-    Ok((started.elapsed(), brokers))
-}
-
-/// (issue 27) kaos started with one bootstrap address, node 1's, as many people write it. Every
-/// node is stopped and started again in turn, as in a rolling restart, under an idempotent
-/// producer and a consumer group through kaos: nothing lost, nothing twice, and while each node
-/// is down a brand-new client bootstraps through kaos within seconds (through the brokers kaos
-/// learned when the one it was given is the one down), and `/ready` stays true.
-#[test]
-fn a_rolling_restart_never_cuts_new_clients_off() {
-    let cluster = KafkaCluster::shared();
-    let kaos = Kaos::start(&cluster.address(1), &["--shards", "2"]);
-    let topic = cluster.unique_topic("rolling");
-    // As a staging cluster runs it: acks=all then means two replicas, so that a leader's controlled
-    // shutdown neither loses nor truncates what it acknowledged. With the broker default of one,
-    // Kafka itself may truncate records a consumer already read, and the producer writes them
-    // again (seen here once, with the high watermark moving back).
-    cluster.create_topic_with(&topic, 3, 3, &[("min.insync.replicas", "2")]);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer: Arc<BaseProducer<Observed>> = Arc::new(
-        config(&kaos.bootstrap(), &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "5")])
-            .create_with_context(Observed::default())
-            .unwrap(),
-    );
-    let producing = produce_until_stopped(
-        producer.clone(),
-        topic.clone(),
-        "r",
-        None,
-        stop.clone(),
-        Duration::from_secs(300),
-    );
-    let delivered = || producer.context().ok.load(Ordering::Relaxed);
-    let target = Arc::new(AtomicU64::new(u64::MAX));
-    let consuming = {
-        let (target, topic, bootstrap) = (target.clone(), topic.clone(), kaos.bootstrap());
-        let group = cluster.unique_topic("rolling-group");
-        thread::spawn(move || {
-            let consumer = consumer(&bootstrap, &group, &[("auto.commit.interval.ms", "200")]);
-            consumer.subscribe(&[&topic]).unwrap();
-            let mut at: BTreeMap<(i32, i64), String> = BTreeMap::new();
-            let deadline = Instant::now() + Duration::from_secs(360);
-            while (at.len() as u64) < target.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match consumer.poll(Duration::from_millis(100)) {
-                    Some(Ok(m)) => {
-                        let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-                        if let Some(earlier) = at.insert((m.partition(), m.offset()), value.clone()) {
-                            assert_eq!(earlier, value, "offset {}/{} changed", m.partition(), m.offset());
-                        }
-                    }
-                    // A stopped node's connections drop: librdkafka says so and goes on.
-                    Some(Err(KafkaError::MessageConsumption(
-                        RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
-                    ))) => {}
-                    Some(Err(e)) => panic!("consumer error: {e}"),
-                    None => {}
-                }
-            }
-            at.into_values().collect::<Vec<String>>()
-        })
-    };
-    wait_until("the producer to get going", Duration::from_secs(30), || delivered() >= 200);
-
-    let mut timings = Vec::new();
-    for node in cluster.node_ids() {
-        let stopped = cluster.stop_node(node);
-        let down_since = Instant::now();
-        let (took, brokers) = bootstrap_once(&kaos).unwrap_or_else(|e| {
-            panic!("a new client could not bootstrap through kaos with node {node} down: {e}\n{}", kaos.log())
-        });
-        assert!(took < Duration::from_secs(5), "bootstrap with node {node} down took {took:?}");
-        assert!(!brokers.contains(&node) && !brokers.is_empty(), "node {node} down, brokers {brokers:?}");
-        wait_until("kaos ready with a node down", Duration::from_secs(5), || kaos.get("/ready").0 == 200);
-        let before = delivered();
-        wait_until("deliveries while the node is down", Duration::from_secs(30), || {
-            delivered() > before + 100
-        });
-        timings.push((node, took, down_since.elapsed()));
-        stopped.start();
-    }
-    let (took, brokers) = bootstrap_once(&kaos).expect("bootstrap with every node back");
-    assert_eq!(brokers, cluster.node_ids(), "every node listed again ({took:?})");
-
-    stop.store(true, Ordering::Relaxed);
-    let sent = producing.join().expect("the producer thread");
-    let deliveries = producer.context();
-    assert_eq!(deliveries.failed.load(Ordering::Relaxed), 0, "{:?}", deliveries.errors.lock().unwrap());
-    assert_eq!(deliveries.ok.load(Ordering::Relaxed), sent, "every record acknowledged");
-    target.store(sent, Ordering::Relaxed);
-    let logged = consuming.join().expect("the consumer thread");
-    assert_exactly(&logged, "r", sent as usize);
-    let log = kaos.log();
-    let cut_off: Vec<&str> = log
-        .lines()
-        .filter(|line| line.contains("upstream unreachable") && line.contains("target=Bootstrap"))
-        .collect();
-    assert!(
-        cut_off.is_empty(),
-        "no client of the bootstrap port was closed for want of a broker: {cut_off:?}"
-    );
-    eprintln!(
-        "rolling restart: {sent} records exactly once; a new client's bootstrap through kaos with each node \
-         down (node, bootstrap, node down for): {timings:?}"
-    );
 }
 
 /// (issue 27) A bootstrap host name that resolves to several addresses, the first of them dead

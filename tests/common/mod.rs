@@ -8,18 +8,20 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kaos_testkit::frames::request_frame;
-use rdkafka::ClientConfig;
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Message};
 
 /// tansu always reports this node id.
 pub const TANSU_NODE_ID: i32 = 111;
@@ -1346,4 +1348,103 @@ impl KafkaCluster {
         self.harness(&["stop-node", "--id", &id.to_string()]).unwrap_or_else(|e| panic!("{e}"));
         StoppedNode { cluster: self, id, started: false, _lock: held._lock }
     }
+}
+
+// --- librdkafka clients that report what they saw (the Kafka cluster tests) -----------------
+
+/// A client context that counts deliveries and remembers every broker address librdkafka
+/// reports in its statistics: (node id, host:port).
+#[derive(Default)]
+pub struct Observed {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub errors: Mutex<Vec<String>>,
+    pub brokers: Mutex<BTreeSet<(i32, String)>>,
+}
+
+impl ClientContext for Observed {
+    fn stats(&self, statistics: Statistics) {
+        let mut brokers = self.brokers.lock().unwrap();
+        for broker in statistics.brokers.values() {
+            if !broker.nodename.is_empty() {
+                brokers.insert((broker.nodeid, broker.nodename.clone()));
+            }
+        }
+    }
+}
+
+impl ProducerContext for Observed {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err((error, _)) => {
+                self.errors.lock().unwrap().push(error.to_string());
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+impl ConsumerContext for Observed {}
+
+pub fn config(bootstrap: &str, settings: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    config
+}
+
+pub fn consumer(bootstrap: &str, group: &str, settings: &[(&str, &str)]) -> BaseConsumer<Observed> {
+    let mut config = config(bootstrap, settings);
+    config
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("check.crcs", "true");
+    config.create_with_context(Observed::default()).expect("consumer")
+}
+
+/// Sends `{prefix}-0`, `{prefix}-1`, ... (keyed by value; spread over `partitions` in turn, or
+/// as the partitioner likes) every 2 ms until `stop` or `limit`, then flushes: how many it sent.
+pub fn produce_until_stopped(
+    producer: Arc<BaseProducer<Observed>>,
+    topic: String,
+    prefix: &'static str,
+    partitions: Option<i32>,
+    stop: Arc<AtomicBool>,
+    limit: Duration,
+) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let mut sent = 0u64;
+        let deadline = Instant::now() + limit;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let value = format!("{prefix}-{sent}");
+            let mut record = BaseRecord::to(&topic).key(&value).payload(&value);
+            if let Some(partitions) = partitions {
+                record = record.partition((sent % partitions as u64) as i32);
+            }
+            while let Err((_, unsent)) = producer.send(record) {
+                producer.poll(Duration::from_millis(10));
+                record = unsent;
+            }
+            sent += 1;
+            producer.poll(Duration::ZERO);
+            thread::sleep(Duration::from_millis(2));
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+        sent
+    })
+}
+
+/// A fresh client's first Metadata through kaos: how long it took, and the brokers it was told.
+pub fn bootstrap_once(kaos: &Kaos) -> Result<(Duration, Vec<i32>), KafkaError> {
+    let started = Instant::now();
+    let client: BaseConsumer = config(&kaos.bootstrap(), &[]).create()?;
+    let metadata = client.fetch_metadata(None, Duration::from_secs(15))?;
+    let mut brokers: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+    brokers.sort();
+    Ok((started.elapsed(), brokers))
 }
